@@ -1,0 +1,179 @@
+//! API settings. Every field reads an environment variable (or `.env`);
+//! `gatehouse-api --help` lists them all.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, parse_bool, parse_duration};
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse-api", version, about = "Gatehouse HTTP API: accounts, tokens, sessions and administration")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ApiConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Operator commands that act on the database directly.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a verified admin account.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password; prefer the environment variable to keep it out of shell history.
+        #[arg(long, env = "GATEHOUSE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Give an existing account the admin role.
+    Promote {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// `JWT_SECRET`: at least 32 bytes; never printed.
+#[derive(Clone)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.len() < 32 {
+            return Err(format!(
+                "JWT_SECRET must be at least 32 bytes (got {}); generate one with `openssl rand -base64 48`",
+                s.len()
+            ));
+        }
+        Ok(Self(s.as_bytes().to_vec()))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+fn parse_origin_list(s: &str) -> Result<String, String> {
+    Ok(s.trim().trim_end_matches('/').to_owned())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiConfig {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
+    pub api_addr: SocketAddr,
+
+    /// HMAC secret for HS256 tokens (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = JwtSecret::parse)]
+    pub jwt_secret: JwtSecret,
+    /// `iss` claim of issued tokens.
+    #[arg(long, env = "JWT_ISSUER", default_value = "gatehouse")]
+    pub jwt_issuer: String,
+    /// `aud` claim of issued tokens.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "gatehouse")]
+    pub jwt_audience: String,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Absolute lifetime of a session and its refresh tokens.
+    #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// Window in which the parent of the current refresh token still
+    /// returns the current one (two tabs refreshing at once).
+    #[arg(long, env = "REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_reuse_grace: Duration,
+
+    /// Refuse login until the email is verified.
+    #[arg(long, env = "REQUIRE_VERIFIED_LOGIN", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
+    pub require_verified_login: bool,
+    /// Mark the refresh cookie `Secure` (set false only for local http).
+    #[arg(long, env = "COOKIE_SECURE", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// Largest accepted request body.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub max_body_bytes: u64,
+    /// Requests taking longer are answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Redis-backed rate limits (`on` | `off`; off only for benchmarks).
+    #[arg(long, env = "RATE_LIMITS", default_value = "on", value_parser = parse_bool, action = ArgAction::Set)]
+    pub rate_limits: bool,
+    /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is trusted.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
+    pub trusted_proxies: Vec<String>,
+    /// Comma-separated origins allowed by CORS and cookie-authenticated POSTs.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "", value_parser = parse_origin_list)]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Concurrent password hashes (defaults to the number of cores).
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY")]
+    pub password_hash_concurrency: Option<usize>,
+    /// Minimum time between two verification emails of one account.
+    #[arg(long, env = "VERIFY_RESEND_COOLDOWN", default_value = "60s", value_parser = parse_duration)]
+    pub verify_resend_cooldown: Duration,
+    /// Verification emails per account per hour.
+    #[arg(long, env = "VERIFY_RESEND_HOURLY_CAP", default_value_t = 5)]
+    pub verify_resend_hourly_cap: usize,
+
+    /// Create this verified admin at startup if the email has no account.
+    #[arg(long, env = "BOOTSTRAP_ADMIN_EMAIL")]
+    pub bootstrap_admin_email: Option<String>,
+    /// Password of the bootstrap admin.
+    #[arg(long, env = "BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<String>,
+}
+
+impl ApiConfig {
+    /// Checks that span several fields; returns a one-line message.
+    pub fn validate(&self) -> Result<Vec<IpNet>, String> {
+        let proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is not an IP address or CIDR"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match (&self.bootstrap_admin_email, &self.bootstrap_admin_password) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together".into());
+            }
+            _ => {}
+        }
+        if self.refresh_token_ttl <= self.access_token_ttl {
+            return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());
+        }
+        Ok(proxies)
+    }
+
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.cors_allowed_origins.iter().filter(|s| !s.is_empty()).cloned().collect()
+    }
+}

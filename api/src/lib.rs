@@ -1,0 +1,129 @@
+//! Gatehouse HTTP API. `build` wires the state, `router` the routes; tests
+//! import both.
+
+pub mod accounts;
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod sessions;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use gatehouse_shared::queue::{QueueSettings, Queues, Redis};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::tokens::TokenKeys;
+use crate::config::ApiConfig;
+use crate::state::{App, AppState};
+
+/// Build the state from config: pool, Redis, keys, hasher.
+pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
+    let trusted_proxies = config.validate().map_err(anyhow::Error::msg)?;
+    let db = gatehouse_shared::db::build_pool(&config.db)?;
+    let redis = Redis::new(&config.redis)?;
+    let queues = Queues::new(redis, QueueSettings::new(&config.redis.redis_namespace));
+    let tokens = TokenKeys::new(
+        config.jwt_secret.bytes(),
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.access_token_ttl,
+    );
+    let concurrency = config
+        .password_hash_concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
+    let hasher = PasswordHasher::new(concurrency)?;
+    let allowed_origins = config.allowed_origins();
+    Ok(AppState(Arc::new(App { config, db, tokens, hasher, queues, trusted_proxies, allowed_origins })))
+}
+
+/// The routes and their OpenAPI document, from the same registrations.
+pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::auth::router())
+        .merge(routes::me::router())
+        .merge(routes::health::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document alone (for tests and tooling).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
+async fn metrics_text() -> axum::response::Response {
+    let body = state::metrics_handle().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The full HTTP application with every layer.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_routes();
+    let request_id = HeaderName::from_static("x-request-id");
+    let cors = {
+        let origins: Vec<HeaderValue> = state.allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_credentials(true)
+    };
+    let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(65_536);
+    let timeout = state.config.request_timeout;
+    let _ = state::metrics_handle();
+
+    api.route("/metrics", get(metrics_text))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn(middleware::problem_for_framework_errors))
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Run migrations, create the bootstrap admin, then serve until shutdown.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Migrations and bootstrap admin: everything before the first request.
+pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
+    gatehouse_shared::db::run_migrations(&state.config.db.database_url).await?;
+    accounts::bootstrap_admin(state).await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `/me`: the caller's own account.
+
+use axum::Json;
+use axum::extract::State;
+use gatehouse_shared::domain::{Password, PersonName};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{self, ProfileChanges};
+use crate::dto::{UserOut, double_option};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::{ApiJson, AuthUser};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_me, update_me))
+}
+
+/// Get the current user.
+///
+/// Returns the account behind the access token. A token whose session was
+/// revoked, or whose user was deleted, is refused.
+#[utoipa::path(
+    get, path = "/me", tag = "me",
+    responses(
+        (status = 200, description = "The current user.", body = UserOut),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn get_me(auth: AuthUser) -> Json<UserOut> {
+    Json(auth.user.into())
+}
+
+/// Fields of `PATCH /me`. Absent fields are left alone; `null` or `""`
+/// clears a name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable, max_length = 100)]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable, max_length = 100)]
+    pub last_name: Option<Option<String>>,
+    /// A new password; requires `current_password`. Ends every other session.
+    #[schema(min_length = 8, max_length = 128)]
+    pub password: Option<String>,
+    pub current_password: Option<String>,
+}
+
+impl UpdateMeRequest {
+    fn parse(self, email: &gatehouse_shared::domain::Email) -> Result<ProfileChanges, ApiError> {
+        let mut errors = Vec::new();
+        let mut name = |field: &str, v: Option<Option<String>>| match v {
+            None => None,
+            Some(v) => match PersonName::parse_optional(v.as_deref()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    errors.push(FieldError::from_invalid(field, e));
+                    None
+                }
+            },
+        };
+        let first_name = name("first_name", self.first_name);
+        let last_name = name("last_name", self.last_name);
+        let new_password = match (self.password, self.current_password) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                errors.push(FieldError::new("password", "required", "password is required with current_password"));
+                None
+            }
+            (Some(_), None) => {
+                errors.push(FieldError::new("current_password", "required", "current_password is required to change the password"));
+                None
+            }
+            (Some(new), Some(current)) => match Password::parse(new, Some(email)) {
+                Ok(p) => Some((p, current)),
+                Err(e) => {
+                    errors.push(FieldError::from_invalid("password", e.into()));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        Ok(ProfileChanges { first_name, last_name, new_password })
+    }
+}
+
+/// Update the current user.
+///
+/// Changes first and last name. To change the password send `password`
+/// and `current_password`; every other session is then revoked. Role,
+/// verification state and email cannot be changed here.
+#[utoipa::path(
+    patch, path = "/me", tag = "me",
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "The updated user.", body = UserOut),
+        (status = 400, description = "Malformed JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, unknown field, weak password or wrong current password.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn update_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<UpdateMeRequest>,
+) -> ApiResult<Json<UserOut>> {
+    let email = gatehouse_shared::domain::Email::parse(&auth.user.email).map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
+    let changes = body.parse(&email)?;
+    let user = accounts::update_profile(&state, &auth.user, auth.session_id, changes).await?;
+    Ok(Json(user.into()))
+}

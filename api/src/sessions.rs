@@ -1,0 +1,224 @@
+//! Login, refresh rotation with reuse detection, and logout.
+
+use chrono::{Duration as ChronoDuration, Utc};
+use diesel_async::AsyncConnection;
+use gatehouse_shared::domain::{Email, Password};
+use gatehouse_shared::models::{NewSession, Session, User};
+use uuid::Uuid;
+
+use crate::auth::password::Verified;
+use crate::auth::tokens::TokenKind;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Both tokens of a session, ready to send.
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    /// Seconds until the session (and the refresh cookie) expires.
+    pub refresh_max_age: i64,
+    pub user_id: Uuid,
+}
+
+/// Why a login failed, before it is mapped to JSON or OAuth2 errors.
+#[derive(Debug)]
+pub enum LoginError {
+    InvalidCredentials,
+    NotVerified,
+    Other(ApiError),
+}
+
+impl From<ApiError> for LoginError {
+    fn from(e: ApiError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => ApiError::invalid_credentials(),
+            LoginError::NotVerified => ApiError::forbidden(
+                "email_not_verified",
+                "Verify your email address before logging in.",
+            ),
+            LoginError::Other(e) => e,
+        }
+    }
+}
+
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Check credentials and open a session. Unknown emails run a dummy hash so
+/// both failures take the same time and give the same answer.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: ClientInfo,
+) -> Result<TokenPair, LoginError> {
+    let email = Email::parse(email).ok();
+    let Some(password) = Password::candidate(password) else {
+        return Err(LoginError::InvalidCredentials);
+    };
+    let user = match &email {
+        Some(email) => {
+            let mut conn = state.db.get().await.map_err(ApiError::from)?;
+            User::find_by_email(&mut conn, email).await.map_err(ApiError::from)?
+        }
+        None => None,
+    };
+    let Some(user) = user else {
+        state.hasher.verify_dummy(&password).await.map_err(ApiError::internal)?;
+        return Err(LoginError::InvalidCredentials);
+    };
+    let Verified { ok, needs_rehash } = state
+        .hasher
+        .verify(&password, &user.password_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        return Err(LoginError::InvalidCredentials);
+    }
+    if needs_rehash {
+        // Parameters changed since this hash was made: upgrade it now.
+        let hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+        let mut conn = state.db.get().await.map_err(ApiError::from)?;
+        User::set_password_hash(&mut conn, user.id, &hash).await.map_err(ApiError::from)?;
+    }
+    if state.config.require_verified_login && !user.is_verified {
+        return Err(LoginError::NotVerified);
+    }
+    Ok(open_session(state, &user, client).await?)
+}
+
+/// Create a session row and sign its first token pair.
+pub async fn open_session(state: &AppState, user: &User, client: ClientInfo) -> ApiResult<TokenPair> {
+    let ttl = ChronoDuration::from_std(state.config.refresh_token_ttl).unwrap_or(ChronoDuration::days(30));
+    let session = NewSession {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        refresh_jti: Uuid::new_v4(),
+        expires_at: Utc::now() + ttl,
+        user_agent: client.user_agent,
+        ip: client.ip,
+    };
+    let mut conn = state.db.get().await?;
+    let session = session.insert(&mut conn).await?;
+    sign_pair(state, user, &session, session.refresh_jti)
+}
+
+fn sign_pair(state: &AppState, user: &User, session: &Session, jti: Uuid) -> ApiResult<TokenPair> {
+    let access = state
+        .tokens
+        .issue_access(user.id, session.id, user.role().as_str())
+        .map_err(ApiError::internal)?;
+    let refresh = state
+        .tokens
+        .issue_refresh(user.id, session.id, jti, session.expires_at)
+        .map_err(ApiError::internal)?;
+    Ok(TokenPair {
+        access_token: access.token,
+        refresh_token: refresh.token,
+        expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_max_age: (session.expires_at - Utc::now()).num_seconds(),
+        user_id: user.id,
+    })
+}
+
+#[derive(Debug)]
+pub enum RefreshError {
+    Invalid,
+    Reused,
+    Other(ApiError),
+}
+
+impl From<ApiError> for RefreshError {
+    fn from(e: ApiError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<diesel::result::Error> for RefreshError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Invalid => ApiError::unauthorized(
+                "invalid_refresh_token",
+                "The refresh token is invalid, expired or revoked.",
+            ),
+            RefreshError::Reused => ApiError::unauthorized(
+                "refresh_token_reused",
+                "This refresh token was already used; the session has been revoked.",
+            ),
+            RefreshError::Other(e) => e,
+        }
+    }
+}
+
+enum Rotation {
+    Issue(User, Session, Uuid),
+    Reused,
+}
+
+/// Rotate a refresh token. The current token gets a successor. Its parent,
+/// presented again within the grace window (two tabs refreshing at once),
+/// receives the current token again. Any other old token of the family is
+/// a replay: the whole session is revoked, other sessions stay alive.
+pub async fn refresh(state: &AppState, token: &str) -> Result<TokenPair, RefreshError> {
+    let claims = state.tokens.decode(token, TokenKind::Refresh).map_err(|_| RefreshError::Invalid)?;
+    let grace = ChronoDuration::from_std(state.config.refresh_reuse_grace).unwrap_or(ChronoDuration::seconds(10));
+    let mut conn = state.db.get().await.map_err(ApiError::from)?;
+    let outcome = conn
+        .transaction::<_, RefreshError, _>(async |conn| {
+            let now = Utc::now();
+            let session = Session::lock(conn, claims.sid).await?.ok_or(RefreshError::Invalid)?;
+            if session.user_id != claims.sub || !session.is_active(now) {
+                return Err(RefreshError::Invalid);
+            }
+            let user = User::find(conn, session.user_id).await?.ok_or(RefreshError::Invalid)?;
+            if claims.jti == session.refresh_jti {
+                let next = Uuid::new_v4();
+                Session::rotate(conn, session.id, claims.jti, next).await?;
+                return Ok(Rotation::Issue(user, session, next));
+            }
+            let in_grace = session.previous_jti == Some(claims.jti)
+                && session.rotated_at.is_some_and(|t| now - t <= grace);
+            if in_grace {
+                Session::touch(conn, session.id).await?;
+                let current = session.refresh_jti;
+                return Ok(Rotation::Issue(user, session, current));
+            }
+            Session::revoke(conn, session.id, "refresh_token_reused").await?;
+            Ok(Rotation::Reused)
+        })
+        .await?;
+    match outcome {
+        Rotation::Issue(user, session, jti) => Ok(sign_pair(state, &user, &session, jti)?),
+        Rotation::Reused => {
+            tracing::warn!(session = %claims.sid, user = %claims.sub, "refresh token reuse detected; session revoked");
+            metrics::counter!("gatehouse_refresh_reuse_total").increment(1);
+            Err(RefreshError::Reused)
+        }
+    }
+}
+
+/// End the current session, or every session of the user.
+pub async fn logout(state: &AppState, user_id: Uuid, session_id: Uuid, all: bool) -> ApiResult<()> {
+    let mut conn = state.db.get().await?;
+    if all {
+        Session::revoke_all_for_user(&mut conn, user_id, None, "logout_all").await?;
+    } else {
+        Session::revoke(&mut conn, session_id, "logout").await?;
+    }
+    Ok(())
+}

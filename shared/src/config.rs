@@ -1,0 +1,73 @@
+//! Settings shared by both binaries. Each binary composes these groups into
+//! its own `clap::Parser`, so `--help` lists every variable it reads.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Load `.env` (if present) before clap reads the environment.
+pub fn load_dotenv() {
+    // A missing .env is normal; a malformed one is reported by clap later
+    // as a missing setting, so the error is ignored here on purpose.
+    let _ = dotenvy::dotenv();
+}
+
+/// Parse a human duration such as `15m`, `30d` or `48h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err("duration must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// Parse `true`/`false`/`on`/`off`/`1`/`0`/`yes`/`no`.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" | "yes" => Ok(true),
+        "false" | "off" | "0" | "no" => Ok(false),
+        other => Err(format!("expected true/false or on/off, got {other:?}")),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Maximum connections in the pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+    /// How long a request waits for a pooled connection before a 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_pool_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis connection URL (queue, rate limits).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+    /// Prefix of every Redis key Gatehouse writes (queues, rate limits).
+    #[arg(long, env = "REDIS_NAMESPACE", default_value = "gatehouse")]
+    pub redis_namespace: String,
+    /// Redis response timeout; generous so a load spike is not fatal.
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub redis_response_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info,gatehouse_api=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+}

@@ -1,0 +1,29 @@
+//! Models and their queries: the only place SQL lives. Functions take a
+//! connection so callers can compose them inside one transaction.
+
+pub mod outbox;
+pub mod purge_run;
+pub mod session;
+pub mod user;
+pub mod verification;
+
+pub use outbox::OutboxEntry;
+pub use purge_run::PurgeRun;
+pub use session::{NewSession, Session};
+pub use user::{NewUser, User, UserChanges};
+pub use verification::EmailVerification;
+
+/// A page of results with the total count, as every list endpoint returns.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// True when the error is a unique-constraint violation.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

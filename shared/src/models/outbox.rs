@@ -1,0 +1,127 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::outbox;
+
+/// A job written in the same transaction as the change that causes it.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+pub struct OutboxEntry {
+    pub id: Uuid,
+    pub queue: String,
+    pub payload: serde_json::Value,
+    pub user_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutboxEntry {
+    pub id: Uuid,
+    pub queue: String,
+    pub payload: serde_json::Value,
+    pub user_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewOutboxEntry {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<OutboxEntry> {
+        diesel::insert_into(outbox::table)
+            .values(self)
+            .returning(OutboxEntry::as_returning())
+            .get_result(conn)
+            .await
+    }
+}
+
+impl OutboxEntry {
+    pub async fn mark_enqueued(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+        diesel::update(outbox::table.find(id).filter(outbox::enqueued_at.is_null()))
+            .set((outbox::enqueued_at.eq(Some(Utc::now())), outbox::attempts.eq(outbox::attempts + 1)))
+            .execute(conn)
+            .await
+    }
+
+    pub async fn mark_completed(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+        diesel::update(outbox::table.find(id).filter(outbox::completed_at.is_null()))
+            .set(outbox::completed_at.eq(Some(Utc::now())))
+            .execute(conn)
+            .await
+    }
+
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OutboxEntry>> {
+        outbox::table.find(id).select(OutboxEntry::as_select()).first(conn).await.optional()
+    }
+
+    /// Claim entries that need (re)delivery: never enqueued and older than
+    /// `fresh_before`, or enqueued before `stale_before` and still not done.
+    /// `SKIP LOCKED` lets several relays run at once without double pushes;
+    /// the claim stamps `enqueued_at` so the next sweep waits again.
+    pub async fn claim_due(
+        conn: &mut AsyncPgConnection,
+        fresh_before: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxEntry>> {
+        conn.transaction(async |conn| {
+            let due: Vec<OutboxEntry> = outbox::table
+                .filter(outbox::completed_at.is_null())
+                .filter(
+                    outbox::enqueued_at
+                        .is_null()
+                        .and(outbox::created_at.lt(fresh_before))
+                        .or(outbox::enqueued_at.lt(stale_before)),
+                )
+                .order(outbox::created_at.asc())
+                .limit(limit)
+                .select(OutboxEntry::as_select())
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            let ids: Vec<Uuid> = due.iter().map(|e| e.id).collect();
+            if !ids.is_empty() {
+                diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                    .set((outbox::enqueued_at.eq(Some(Utc::now())), outbox::attempts.eq(outbox::attempts + 1)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    /// Jobs of one queue requested for a user since `since` (cooldowns, caps).
+    pub async fn recent_for_user(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        queue: &str,
+        since: DateTime<Utc>,
+    ) -> QueryResult<Vec<DateTime<Utc>>> {
+        outbox::table
+            .filter(outbox::user_id.eq(user_id))
+            .filter(outbox::queue.eq(queue))
+            .filter(outbox::created_at.ge(since))
+            .select(outbox::created_at)
+            .order(outbox::created_at.desc())
+            .load(conn)
+            .await
+    }
+
+    pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+        outbox::table.filter(outbox::completed_at.is_null()).count().get_result(conn).await
+    }
+
+    /// Forget completed entries older than `before`.
+    pub async fn delete_completed_before(
+        conn: &mut AsyncPgConnection,
+        before: DateTime<Utc>,
+    ) -> QueryResult<usize> {
+        diesel::delete(outbox::table.filter(outbox::completed_at.lt(before))).execute(conn).await
+    }
+}

@@ -1,0 +1,120 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::Page;
+use crate::schema::purge_runs;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Insertable)]
+#[diesel(table_name = purge_runs, check_for_backend(diesel::pg::Pg))]
+pub struct PurgeRun {
+    pub id: Uuid,
+    pub trigger: String,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub users_deleted: i64,
+    pub sessions_deleted: i64,
+    pub codes_deleted: i64,
+    pub error: Option<String>,
+    pub worker: String,
+    pub requested_by: Option<Uuid>,
+}
+
+/// What a finished run removed (or would remove, for a dry run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub users: i64,
+    pub sessions: i64,
+    pub codes: i64,
+}
+
+impl PurgeRun {
+    pub fn start(
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+        dry_run: bool,
+        worker: &str,
+        requested_by: Option<Uuid>,
+        id: Uuid,
+    ) -> Self {
+        Self {
+            id,
+            trigger: trigger.into(),
+            scheduled_for,
+            dry_run,
+            status: "running".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+            users_deleted: 0,
+            sessions_deleted: 0,
+            codes_deleted: 0,
+            error: None,
+            worker: worker.into(),
+            requested_by,
+        }
+    }
+
+    /// Record the start of a run. Returns false when the row exists already:
+    /// another replica took this tick, or this manual run was delivered twice.
+    pub async fn claim(&self, conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+        let n = diesel::insert_into(purge_runs::table)
+            .values(self)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Self>> {
+        purge_runs::table.find(id).select(Self::as_select()).first(conn).await.optional()
+    }
+
+    pub async fn finish(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        counts: PurgeCounts,
+        error: Option<&str>,
+    ) -> QueryResult<usize> {
+        let status = if error.is_some() { "failed" } else { "succeeded" };
+        diesel::update(purge_runs::table.find(id))
+            .set((
+                purge_runs::status.eq(status),
+                purge_runs::finished_at.eq(Some(Utc::now())),
+                purge_runs::users_deleted.eq(counts.users),
+                purge_runs::sessions_deleted.eq(counts.sessions),
+                purge_runs::codes_deleted.eq(counts.codes),
+                purge_runs::error.eq(error),
+            ))
+            .execute(conn)
+            .await
+    }
+
+    pub async fn list(conn: &mut AsyncPgConnection, limit: i64, offset: i64) -> QueryResult<Page<Self>> {
+        let total = purge_runs::table.count().get_result(conn).await?;
+        let items = purge_runs::table
+            .order((purge_runs::started_at.desc(), purge_runs::id.desc()))
+            .limit(limit)
+            .offset(offset)
+            .select(Self::as_select())
+            .load(conn)
+            .await?;
+        Ok(Page { items, total })
+    }
+
+    /// Finish time of the newest successful, non-dry run.
+    pub async fn last_success(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+        purge_runs::table
+            .filter(purge_runs::status.eq("succeeded"))
+            .filter(purge_runs::dry_run.eq(false))
+            .select(purge_runs::finished_at)
+            .order(purge_runs::finished_at.desc().nulls_last())
+            .first::<Option<DateTime<Utc>>>(conn)
+            .await
+            .optional()
+            .map(Option::flatten)
+    }
+}

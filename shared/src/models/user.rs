@@ -1,0 +1,202 @@
+use chrono::{DateTime, Utc};
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::domain::{Email, Role};
+use crate::schema::users;
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub role: String,
+    pub is_verified: bool,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub role: String,
+    pub is_verified: bool,
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+/// A partial update. `None` leaves a column alone; `Some(None)` clears it.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+    pub role: Option<String>,
+    pub is_verified: Option<bool>,
+    pub verified_at: Option<Option<DateTime<Utc>>>,
+    pub password_hash: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    pub fn role(&self) -> Role {
+        self.role.parse().unwrap_or(Role::User)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role() == Role::Admin
+    }
+
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Case-insensitive lookup; uses the `lower(email)` unique index.
+    pub async fn find_by_email(
+        conn: &mut AsyncPgConnection,
+        email: &Email,
+    ) -> QueryResult<Option<User>> {
+        users::table
+            .filter(lower(users::email).eq(email.as_str()))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Lock the row for the rest of the transaction.
+    pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn update(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        mut changes: UserChanges,
+    ) -> QueryResult<Option<User>> {
+        changes.updated_at = Some(Utc::now());
+        diesel::update(users::table.find(id))
+            .set(&changes)
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn set_password_hash(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        hash: &str,
+    ) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set(users::password_hash.eq(hash))
+            .execute(conn)
+            .await
+    }
+
+    /// Mark verified; a no-op for an already verified user.
+    pub async fn mark_verified(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+        let now = Utc::now();
+        diesel::update(users::table.find(id))
+            .set((
+                users::is_verified.eq(true),
+                users::verified_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamptz>>(
+                    "COALESCE(verified_at, now())",
+                )),
+                users::updated_at.eq(now),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn admin_exists(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            users::table.filter(users::role.eq(Role::Admin.as_str())),
+        ))
+        .get_result(conn)
+        .await
+    }
+
+    pub async fn count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+        users::table.select(count_star()).first(conn).await
+    }
+
+    pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+        let n = diesel::delete(users::table.find(id)).execute(conn).await?;
+        Ok(n > 0)
+    }
+
+    /// Count users still unverified and created before `cutoff`.
+    pub async fn count_stale_unverified(
+        conn: &mut AsyncPgConnection,
+        cutoff: DateTime<Utc>,
+    ) -> QueryResult<i64> {
+        users::table
+            .filter(users::is_verified.eq(false))
+            .filter(users::created_at.lt(cutoff))
+            .select(count_star())
+            .first(conn)
+            .await
+    }
+
+    /// Delete one batch of stale unverified users. Rows locked by a
+    /// concurrent transaction (e.g. a verification in flight) are skipped,
+    /// so the purge never waits on, or holds, long locks. Sessions and
+    /// codes go with them through `ON DELETE CASCADE`.
+    pub async fn delete_stale_unverified_batch(
+        conn: &mut AsyncPgConnection,
+        cutoff: DateTime<Utc>,
+        batch: i64,
+    ) -> QueryResult<usize> {
+        diesel::sql_query(
+            "DELETE FROM users WHERE id IN (
+                SELECT id FROM users
+                WHERE NOT is_verified AND created_at < $1
+                ORDER BY created_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+             AND NOT is_verified",
+        )
+        .bind::<Timestamptz, _>(cutoff)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)
+        .await
+    }
+}
+
+impl NewUser {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
+        diesel::insert_into(users::table)
+            .values(self)
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+    }
+}

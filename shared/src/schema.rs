@@ -1,0 +1,90 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    email_verifications (user_id) {
+        user_id -> Uuid,
+        code_hash -> Text,
+        code_expires_at -> Timestamptz,
+        link_hash -> Text,
+        link_expires_at -> Timestamptz,
+        attempts -> Int4,
+        job_id -> Uuid,
+        requested_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Uuid,
+        queue -> Text,
+        payload -> Jsonb,
+        user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        enqueued_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    purge_runs (id) {
+        id -> Uuid,
+        trigger -> Text,
+        scheduled_for -> Nullable<Timestamptz>,
+        dry_run -> Bool,
+        status -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        users_deleted -> Int8,
+        sessions_deleted -> Int8,
+        codes_deleted -> Int8,
+        error -> Nullable<Text>,
+        worker -> Text,
+        requested_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        refresh_jti -> Uuid,
+        previous_jti -> Nullable<Uuid>,
+        rotated_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        role -> Text,
+        is_verified -> Bool,
+        verified_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(email_verifications -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    email_verifications,
+    outbox,
+    purge_runs,
+    sessions,
+    users,
+);
