@@ -5,7 +5,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, Password, PersonName, Role};
 use gatehouse_shared::jobs::{self, VERIFY_EMAIL_QUEUE};
 use gatehouse_shared::models::verification::{self, EmailVerification};
-use gatehouse_shared::models::{NewUser, OutboxEntry, Session, User, UserChanges, is_unique_violation};
+use gatehouse_shared::models::{
+    NewUser, OutboxEntry, Session, User, UserChanges, is_unique_violation,
+};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -29,11 +31,18 @@ pub async fn signup(state: &AppState, input: Signup) -> ApiResult<User> {
         // Cheap pre-check so a duplicate costs no hash; the unique index
         // still decides under a race.
         let mut conn = state.db.get().await?;
-        if User::find_by_email(&mut conn, &input.email).await?.is_some() {
+        if User::find_by_email(&mut conn, &input.email)
+            .await?
+            .is_some()
+        {
             return Err(email_taken());
         }
     }
-    let hash = state.hasher.hash(&input.password).await.map_err(ApiError::internal)?;
+    let hash = state
+        .hasher
+        .hash(&input.password)
+        .await
+        .map_err(ApiError::internal)?;
     let new = NewUser {
         id: Uuid::now_v7(),
         email: input.email.into_inner(),
@@ -48,18 +57,30 @@ pub async fn signup(state: &AppState, input: Signup) -> ApiResult<User> {
     let (user, entry) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let user = new.insert(conn).await?;
-            let entry = jobs::outbox::send_verification(user.id).insert(conn).await?;
+            let entry = jobs::outbox::send_verification(user.id)
+                .insert(conn)
+                .await?;
             Ok((user, entry))
         })
         .await
-        .map_err(|e| if is_unique_violation(&e) { email_taken() } else { e.into() })?;
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
     state.dispatch(vec![entry]);
     Ok(user)
 }
 
 /// Insert a verified admin (bootstrap and CLI). Returns false if the email
 /// already has an account.
-pub async fn create_admin(conn: &mut AsyncPgConnection, email: Email, hash: String) -> ApiResult<bool> {
+pub async fn create_admin(
+    conn: &mut AsyncPgConnection,
+    email: Email,
+    hash: String,
+) -> ApiResult<bool> {
     let new = NewUser {
         id: Uuid::now_v7(),
         email: email.into_inner(),
@@ -86,7 +107,8 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     ) else {
         return Ok(());
     };
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("BOOTSTRAP_ADMIN_EMAIL: {}", e.message))?;
+    let email =
+        Email::parse(email).map_err(|e| anyhow::anyhow!("BOOTSTRAP_ADMIN_EMAIL: {}", e.message))?;
     let password = Password::parse(password, Some(&email))
         .map_err(|e| anyhow::anyhow!("BOOTSTRAP_ADMIN_PASSWORD: {}", e.message()))?;
     let mut conn = state.db.get().await?;
@@ -94,14 +116,20 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     let hash = state.hasher.hash(&password).await?;
-    if create_admin(&mut conn, email.clone(), hash).await.map_err(|e| anyhow::anyhow!("{}", e.detail))? {
+    if create_admin(&mut conn, email.clone(), hash)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?
+    {
         tracing::info!(email = %email, "bootstrap admin created");
     }
     Ok(())
 }
 
 fn invalid_code() -> ApiError {
-    ApiError::bad_request("invalid_code", "The verification code or link is invalid or expired.")
+    ApiError::bad_request(
+        "invalid_code",
+        "The verification code or link is invalid or expired.",
+    )
 }
 
 enum CodeCheck {
@@ -113,7 +141,9 @@ enum CodeCheck {
 /// code is dead. Verifying an already verified account is harmless.
 pub async fn verify_code(state: &AppState, email: &Email, code: &str) -> ApiResult<User> {
     let mut conn = state.db.get().await?;
-    let user = User::find_by_email(&mut conn, email).await?.ok_or_else(invalid_code)?;
+    let user = User::find_by_email(&mut conn, email)
+        .await?
+        .ok_or_else(invalid_code)?;
     if user.is_verified {
         return Ok(user);
     }
@@ -125,13 +155,18 @@ pub async fn verify_code(state: &AppState, email: &Email, code: &str) -> ApiResu
                 return Err(invalid_code());
             };
             let matches = well_formed
-                && constant_time_eq(row.code_hash.as_bytes(), verification::code_hash(user.id, code).as_bytes());
+                && constant_time_eq(
+                    row.code_hash.as_bytes(),
+                    verification::code_hash(user.id, code).as_bytes(),
+                );
             if !matches {
                 EmailVerification::record_failed_attempt(conn, user.id).await?;
                 return Ok(CodeCheck::Wrong);
             }
             EmailVerification::spend_code(conn, user.id).await?;
-            let user = User::mark_verified(conn, user.id).await?.ok_or_else(invalid_code)?;
+            let user = User::mark_verified(conn, user.id)
+                .await?
+                .ok_or_else(invalid_code)?;
             Ok(CodeCheck::Verified(user))
         })
         .await?;
@@ -150,7 +185,9 @@ pub async fn verify_link(state: &AppState, token: &str) -> ApiResult<User> {
     let row = EmailVerification::find_by_link(&mut conn, &verification::link_hash(token))
         .await?
         .ok_or_else(invalid_code)?;
-    User::mark_verified(&mut conn, row.user_id).await?.ok_or_else(invalid_code)
+    User::mark_verified(&mut conn, row.user_id)
+        .await?
+        .ok_or_else(invalid_code)
 }
 
 /// Queue a fresh code if the account exists, is unverified, and is within
@@ -163,7 +200,8 @@ pub async fn resend_verification(state: &AppState, email: &Email) -> ApiResult<(
     if user.is_verified {
         return Ok(());
     }
-    let cooldown = chrono::Duration::from_std(state.config.verify_resend_cooldown).unwrap_or_default();
+    let cooldown =
+        chrono::Duration::from_std(state.config.verify_resend_cooldown).unwrap_or_default();
     let cap = state.config.verify_resend_hourly_cap;
     let entry = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -172,13 +210,21 @@ pub async fn resend_verification(state: &AppState, email: &Email) -> ApiResult<(
                 return Ok(None);
             }
             let now = Utc::now();
-            let recent =
-                OutboxEntry::recent_for_user(conn, user.id, VERIFY_EMAIL_QUEUE, now - chrono::Duration::hours(1)).await?;
+            let recent = OutboxEntry::recent_for_user(
+                conn,
+                user.id,
+                VERIFY_EMAIL_QUEUE,
+                now - chrono::Duration::hours(1),
+            )
+            .await?;
             let cooling = recent.first().is_some_and(|last| now - *last < cooldown);
             if cooling || recent.len() >= cap {
                 return Ok(None);
             }
-            jobs::outbox::send_verification(user.id).insert(conn).await.map(Some)
+            jobs::outbox::send_verification(user.id)
+                .insert(conn)
+                .await
+                .map(Some)
         })
         .await?;
     if let Some(entry) = entry {
@@ -195,7 +241,12 @@ pub struct ProfileChanges {
 
 /// Update the caller's own profile. A password change needs the current
 /// password and ends every other session.
-pub async fn update_profile(state: &AppState, user: &User, session_id: Uuid, changes: ProfileChanges) -> ApiResult<User> {
+pub async fn update_profile(
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    changes: ProfileChanges,
+) -> ApiResult<User> {
     let mut update = UserChanges {
         first_name: changes.first_name.map(|n| n.map(PersonName::into_inner)),
         last_name: changes.last_name.map(|n| n.map(PersonName::into_inner)),
@@ -204,17 +255,30 @@ pub async fn update_profile(state: &AppState, user: &User, session_id: Uuid, cha
     let changing_password = changes.new_password.is_some();
     if let Some((new_password, current)) = changes.new_password {
         let current = Password::candidate(current).ok_or_else(wrong_current_password)?;
-        let verified = state.hasher.verify(&current, &user.password_hash).await.map_err(ApiError::internal)?;
+        let verified = state
+            .hasher
+            .verify(&current, &user.password_hash)
+            .await
+            .map_err(ApiError::internal)?;
         if !verified.ok {
             return Err(wrong_current_password());
         }
-        update.password_hash = Some(state.hasher.hash(&new_password).await.map_err(ApiError::internal)?);
+        update.password_hash = Some(
+            state
+                .hasher
+                .hash(&new_password)
+                .await
+                .map_err(ApiError::internal)?,
+        );
     }
     let mut conn = state.db.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
-        let updated = User::update(conn, user.id, update).await?.ok_or_else(ApiError::invalid_token)?;
+        let updated = User::update(conn, user.id, update)
+            .await?
+            .ok_or_else(ApiError::invalid_token)?;
         if changing_password {
-            Session::revoke_all_for_user(conn, user.id, Some(session_id), "password_changed").await?;
+            Session::revoke_all_for_user(conn, user.id, Some(session_id), "password_changed")
+                .await?;
         }
         Ok(updated)
     })

@@ -10,7 +10,11 @@ use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, parse_bool, par
 use ipnet::IpNet;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse-api", version, about = "Gatehouse HTTP API: accounts, tokens, sessions and administration")]
+#[command(
+    name = "gatehouse-api",
+    version,
+    about = "Gatehouse HTTP API: accounts, tokens, sessions and administration"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: ApiConfig,
@@ -123,7 +127,12 @@ pub struct ApiConfig {
     #[arg(long, env = "RATE_LIMITS", default_value = "on", value_parser = parse_bool, action = ArgAction::Set)]
     pub rate_limits: bool,
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is trusted.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub trusted_proxies: Vec<String>,
     /// Comma-separated origins allowed by CORS and cookie-authenticated POSTs.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "", value_parser = parse_origin_list)]
@@ -163,7 +172,10 @@ impl ApiConfig {
             .collect::<Result<Vec<_>, _>>()?;
         match (&self.bootstrap_admin_email, &self.bootstrap_admin_password) {
             (Some(_), None) | (None, Some(_)) => {
-                return Err("BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together".into());
+                return Err(
+                    "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"
+                        .into(),
+                );
             }
             _ => {}
         }
@@ -174,6 +186,10 @@ impl ApiConfig {
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {
-        self.cors_allowed_origins.iter().filter(|s| !s.is_empty()).cloned().collect()
+        self.cors_allowed_origins
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
     }
 }

@@ -23,8 +23,16 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     pub fn from_invalid(field: &str, e: Invalid) -> Self {
@@ -60,7 +68,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: None, retry_after: None, source: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: None,
+            retry_after: None,
+            source: None,
+        }
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -104,7 +119,11 @@ impl ApiError {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            detail,
+        )
     }
 
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
@@ -128,7 +147,10 @@ impl ApiError {
     }
 
     pub fn invalid_token() -> Self {
-        Self::unauthorized("invalid_token", "The access token is invalid, expired or revoked.")
+        Self::unauthorized(
+            "invalid_token",
+            "The access token is invalid, expired or revoked.",
+        )
     }
 
     pub fn admin_only() -> Self {
@@ -159,9 +181,11 @@ pub fn problem_response(
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     let mut res = (status, json).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     res
 }
@@ -170,7 +194,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             match &self.source {
-                Some(source) => tracing::error!(error = ?source, code = self.code, "request failed"),
+                Some(source) => {
+                    tracing::error!(error = ?source, code = self.code, "request failed")
+                }
                 None => tracing::warn!(code = self.code, detail = %self.detail, "request failed"),
             }
         }
@@ -205,7 +231,9 @@ mod tests {
     use super::*;
 
     async fn body_json(res: Response) -> serde_json::Value {
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .expect("body");
         serde_json::from_slice(&bytes).expect("json")
     }
 

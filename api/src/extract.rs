@@ -22,7 +22,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -55,11 +56,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
                 let (field, code) = if let Some(rest) = msg.strip_prefix("unknown field `") {
                     let name = rest.split('`').next().unwrap_or_default();
-                    let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+                    let field = if path == "." || path.ends_with(name) {
+                        path.trim_start_matches('.').to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    let field = if field.is_empty() {
+                        name.to_owned()
+                    } else {
+                        field
+                    };
                     (field, "unknown_field")
                 } else if let Some(rest) = msg.strip_prefix("missing field `") {
                     let name = rest.split('`').next().unwrap_or_default();
-                    let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+                    let field = if path == "." {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
                     (field, "required")
                 } else {
                     let field = if path == "." { String::new() } else { path };
@@ -124,16 +138,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
-            let path = err.path().to_string();
-            let msg = err.into_inner().to_string();
-            let field = if path == "." {
-                msg.split('`').nth(1).unwrap_or_default().to_owned()
-            } else {
-                path
-            };
-            ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
-        })
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let msg = err.into_inner().to_string();
+                let field = if path == "." {
+                    msg.split('`').nth(1).unwrap_or_default().to_owned()
+                } else {
+                    path
+                };
+                ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
+            })
     }
 }
 
@@ -148,11 +164,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found("The resource does not exist."))?;
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found("The resource does not exist."))?;
         Uuid::parse_str(&raw).map(IdPath).map_err(|_| {
-            ApiError::validation(vec![FieldError::new("id", "invalid_uuid", "id must be a UUID")])
+            ApiError::validation(vec![FieldError::new(
+                "id",
+                "invalid_uuid",
+                "id must be a UUID",
+            )])
         })
     }
 }
@@ -164,7 +185,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(ApiError::missing_token)?
         .to_str()
         .map_err(|_| ApiError::missing_token())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(ApiError::missing_token)?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(ApiError::missing_token)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::missing_token());
     }
@@ -184,7 +208,10 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         let claims = state
             .tokens
@@ -194,7 +221,11 @@ impl FromRequestParts<AppState> for AuthUser {
         let user = Session::active_user(&mut conn, claims.sid, claims.sub)
             .await?
             .ok_or_else(ApiError::invalid_token)?;
-        Ok(Self { user, session_id: claims.sid, claims })
+        Ok(Self {
+            user,
+            session_id: claims.sid,
+            claims,
+        })
     }
 }
 
@@ -205,7 +236,10 @@ pub struct AdminUser(pub AuthUser);
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let auth = AuthUser::from_request_parts(parts, state).await?;
         if !auth.user.is_admin() {
             return Err(ApiError::admin_only());
@@ -222,13 +256,27 @@ pub struct ClientIp(pub Option<IpAddr>);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(Self(resolve_client_ip(peer, &parts.headers, &state.trusted_proxies)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self(resolve_client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
     }
 }
 
-pub fn resolve_client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+pub fn resolve_client_ip(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer?;
     if !is_trusted(&peer) {
@@ -242,7 +290,13 @@ pub fn resolve_client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[i
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    Some(chain.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    Some(
+        chain
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// `User-Agent`, truncated, for the session record.
@@ -260,12 +314,21 @@ mod tests {
     #[test]
     fn xff_only_from_trusted_peers() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().expect("hv"));
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 10.0.0.2".parse().expect("hv"),
+        );
         let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
         let peer: IpAddr = "10.0.0.1".parse().expect("ip");
-        assert_eq!(resolve_client_ip(Some(peer), &h, &trusted), "203.0.113.9".parse().ok());
+        assert_eq!(
+            resolve_client_ip(Some(peer), &h, &trusted),
+            "203.0.113.9".parse().ok()
+        );
         let outsider: IpAddr = "198.51.100.7".parse().expect("ip");
-        assert_eq!(resolve_client_ip(Some(outsider), &h, &trusted), Some(outsider));
+        assert_eq!(
+            resolve_client_ip(Some(outsider), &h, &trusted),
+            Some(outsider)
+        );
         assert_eq!(resolve_client_ip(Some(peer), &h, &[]), Some(peer));
     }
 

@@ -47,12 +47,22 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         &config.jwt_audience,
         config.access_token_ttl,
     );
-    let concurrency = config
-        .password_hash_concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
+    let concurrency = config.password_hash_concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+    });
     let hasher = PasswordHasher::new(concurrency)?;
     let allowed_origins = config.allowed_origins();
-    Ok(AppState(Arc::new(App { config, db, tokens, hasher, queues, trusted_proxies, allowed_origins })))
+    Ok(AppState(Arc::new(App {
+        config,
+        db,
+        tokens,
+        hasher,
+        queues,
+        trusted_proxies,
+        allowed_origins,
+    })))
 }
 
 /// The routes and their OpenAPI document, from the same registrations.
@@ -70,7 +80,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 async fn metrics_text() -> axum::response::Response {
-    let body = state::metrics_handle().map(|h| h.render()).unwrap_or_default();
+    let body = state::metrics_handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -79,7 +91,11 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes();
     let request_id = HeaderName::from_static("x-request-id");
     let cors = {
-        let origins: Vec<HeaderValue> = state.allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        let origins: Vec<HeaderValue> = state
+            .allowed_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
@@ -97,14 +113,22 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(axum::middleware::from_fn(middleware::problem_for_framework_errors))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(
+            middleware::problem_for_framework_errors,
+        ))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -115,9 +139,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Run migrations, create the bootstrap admin, then serve until shutdown.
-pub async fn serve(state: AppState, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 

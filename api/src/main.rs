@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     gatehouse_shared::telemetry::init(&cli.config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -52,19 +55,30 @@ async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> any
     let mut conn = state.db.get().await?;
     match cmd {
         AdminCommand::Create { email, password } => {
-            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
-            let password = Password::parse(password, Some(&email)).map_err(|e| anyhow::anyhow!("--password: {}", e.message()))?;
+            let email =
+                Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
+            let password = Password::parse(password, Some(&email))
+                .map_err(|e| anyhow::anyhow!("--password: {}", e.message()))?;
             let hash = state.hasher.hash(&password).await?;
             let created = gatehouse_api::accounts::create_admin(&mut conn, email.clone(), hash)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-            anyhow::ensure!(created, "an account with email {email} already exists (use `admin promote`)");
+            anyhow::ensure!(
+                created,
+                "an account with email {email} already exists (use `admin promote`)"
+            );
             println!("created admin {email}");
         }
         AdminCommand::Promote { email } => {
-            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
-            let user = User::find_by_email(&mut conn, &email).await?.ok_or_else(|| anyhow::anyhow!("no account with email {email}"))?;
-            let changes = UserChanges { role: Some(Role::Admin.as_str().into()), ..Default::default() };
+            let email =
+                Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
+            let user = User::find_by_email(&mut conn, &email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account with email {email}"))?;
+            let changes = UserChanges {
+                role: Some(Role::Admin.as_str().into()),
+                ..Default::default()
+            };
             User::update(&mut conn, user.id, changes).await?;
             println!("promoted {email} to admin");
         }
@@ -98,7 +112,9 @@ fn healthcheck() -> ExitCode {
     let addr = std::env::var("API_ADDR").unwrap_or_else(|_| "0.0.0.0:8000".into());
     let port = addr.rsplit(':').next().unwrap_or("8000");
     let target = format!("127.0.0.1:{port}");
-    let Ok(mut stream) = std::net::TcpStream::connect(&target) else { return ExitCode::FAILURE };
+    let Ok(mut stream) = std::net::TcpStream::connect(&target) else {
+        return ExitCode::FAILURE;
+    };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(3)));
     let req = format!("GET /health/live HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
     if stream.write_all(req.as_bytes()).is_err() {

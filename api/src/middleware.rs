@@ -30,10 +30,15 @@ pub async fn problem_for_framework_errors(req: Request, next: Next) -> Response 
     }
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "No route matches this path."),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This method is not allowed on this path."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This method is not allowed on this path.",
+        ),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported content type."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "Unsupported content type.")
+        }
         s if s.is_server_error() => ("internal_error", "An unexpected error occurred."),
         _ => ("bad_request", "The request could not be processed."),
     };
@@ -54,7 +59,11 @@ pub async fn not_found() -> ApiError {
 
 /// 405 for a known path with another method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed on this path.")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This method is not allowed on this path.",
+    )
 }
 
 /// CSRF defence for requests authenticated by the refresh cookie: refuse
@@ -62,7 +71,12 @@ pub async fn method_not_allowed() -> ApiError {
 /// neither this host nor an allowed origin. Requests with neither header
 /// (non-browser clients) pass.
 pub fn check_same_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let refuse = || ApiError::forbidden("cross_site_request", "Cross-site requests may not use the refresh cookie.");
+    let refuse = || {
+        ApiError::forbidden(
+            "cross_site_request",
+            "Cross-site requests may not use the refresh cookie.",
+        )
+    };
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if site.eq_ignore_ascii_case("cross-site") {
             return Err(refuse());
@@ -75,7 +89,10 @@ pub fn check_same_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()>
     if state.allowed_origins.iter().any(|o| o == origin) {
         return Ok(());
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let same_host = origin
         .split_once("://")
         .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
@@ -95,6 +112,7 @@ pub async fn track_metrics(req: Request<Body>, next: Next) -> Response {
     let status = res.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];
     metrics::counter!("gatehouse_http_requests_total", &labels).increment(1);
-    metrics::histogram!("gatehouse_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("gatehouse_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     res
 }

@@ -68,12 +68,18 @@ pub async fn login(
     let user = match &email {
         Some(email) => {
             let mut conn = state.db.get().await.map_err(ApiError::from)?;
-            User::find_by_email(&mut conn, email).await.map_err(ApiError::from)?
+            User::find_by_email(&mut conn, email)
+                .await
+                .map_err(ApiError::from)?
         }
         None => None,
     };
     let Some(user) = user else {
-        state.hasher.verify_dummy(&password).await.map_err(ApiError::internal)?;
+        state
+            .hasher
+            .verify_dummy(&password)
+            .await
+            .map_err(ApiError::internal)?;
         return Err(LoginError::InvalidCredentials);
     };
     let Verified { ok, needs_rehash } = state
@@ -86,9 +92,15 @@ pub async fn login(
     }
     if needs_rehash {
         // Parameters changed since this hash was made: upgrade it now.
-        let hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+        let hash = state
+            .hasher
+            .hash(&password)
+            .await
+            .map_err(ApiError::internal)?;
         let mut conn = state.db.get().await.map_err(ApiError::from)?;
-        User::set_password_hash(&mut conn, user.id, &hash).await.map_err(ApiError::from)?;
+        User::set_password_hash(&mut conn, user.id, &hash)
+            .await
+            .map_err(ApiError::from)?;
     }
     if state.config.require_verified_login && !user.is_verified {
         return Err(LoginError::NotVerified);
@@ -97,8 +109,13 @@ pub async fn login(
 }
 
 /// Create a session row and sign its first token pair.
-pub async fn open_session(state: &AppState, user: &User, client: ClientInfo) -> ApiResult<TokenPair> {
-    let ttl = ChronoDuration::from_std(state.config.refresh_token_ttl).unwrap_or(ChronoDuration::days(30));
+pub async fn open_session(
+    state: &AppState,
+    user: &User,
+    client: ClientInfo,
+) -> ApiResult<TokenPair> {
+    let ttl = ChronoDuration::from_std(state.config.refresh_token_ttl)
+        .unwrap_or(ChronoDuration::days(30));
     let session = NewSession {
         id: Uuid::now_v7(),
         user_id: user.id,
@@ -175,17 +192,25 @@ enum Rotation {
 /// receives the current token again. Any other old token of the family is
 /// a replay: the whole session is revoked, other sessions stay alive.
 pub async fn refresh(state: &AppState, token: &str) -> Result<TokenPair, RefreshError> {
-    let claims = state.tokens.decode(token, TokenKind::Refresh).map_err(|_| RefreshError::Invalid)?;
-    let grace = ChronoDuration::from_std(state.config.refresh_reuse_grace).unwrap_or(ChronoDuration::seconds(10));
+    let claims = state
+        .tokens
+        .decode(token, TokenKind::Refresh)
+        .map_err(|_| RefreshError::Invalid)?;
+    let grace = ChronoDuration::from_std(state.config.refresh_reuse_grace)
+        .unwrap_or(ChronoDuration::seconds(10));
     let mut conn = state.db.get().await.map_err(ApiError::from)?;
     let outcome = conn
         .transaction::<_, RefreshError, _>(async |conn| {
             let now = Utc::now();
-            let session = Session::lock(conn, claims.sid).await?.ok_or(RefreshError::Invalid)?;
+            let session = Session::lock(conn, claims.sid)
+                .await?
+                .ok_or(RefreshError::Invalid)?;
             if session.user_id != claims.sub || !session.is_active(now) {
                 return Err(RefreshError::Invalid);
             }
-            let user = User::find(conn, session.user_id).await?.ok_or(RefreshError::Invalid)?;
+            let user = User::find(conn, session.user_id)
+                .await?
+                .ok_or(RefreshError::Invalid)?;
             if claims.jti == session.refresh_jti {
                 let next = Uuid::new_v4();
                 Session::rotate(conn, session.id, claims.jti, next).await?;

@@ -73,7 +73,12 @@ pub mod outbox {
     pub fn send_verification(user_id: Uuid) -> NewOutboxEntry {
         let id = Uuid::now_v7();
         let now = Utc::now();
-        let job = SendVerificationEmail { v: 1, outbox_id: id, user_id, requested_at: now };
+        let job = SendVerificationEmail {
+            v: 1,
+            outbox_id: id,
+            user_id,
+            requested_at: now,
+        };
         NewOutboxEntry {
             id,
             queue: VERIFY_EMAIL_QUEUE.into(),
@@ -85,7 +90,12 @@ pub mod outbox {
 
     pub fn run_purge(dry_run: bool, requested_by: Option<Uuid>) -> NewOutboxEntry {
         let id = Uuid::now_v7();
-        let job = RunPurge { v: 1, outbox_id: id, dry_run, requested_by };
+        let job = RunPurge {
+            v: 1,
+            outbox_id: id,
+            dry_run,
+            requested_by,
+        };
         NewOutboxEntry {
             id,
             queue: PURGE_QUEUE.into(),

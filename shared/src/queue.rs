@@ -37,7 +37,11 @@ impl Redis {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        Ok(Self { client, config, conn: Arc::new(Mutex::new(None)) })
+        Ok(Self {
+            client,
+            config,
+            conn: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// A connection manager (cheap to clone; it reconnects by itself).
@@ -57,8 +61,13 @@ impl Redis {
     }
 
     pub async fn ping(&self) -> bool {
-        let Ok(mut conn) = self.get().await else { return false };
-        redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+        let Ok(mut conn) = self.get().await else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
     }
 }
 
@@ -73,7 +82,12 @@ pub struct QueueSettings {
 
 impl QueueSettings {
     pub fn new(namespace: &str) -> Self {
-        Self { namespace: namespace.to_owned(), heartbeat: Duration::from_secs(30), missed_heartbeats: 2, batch_size: 8 }
+        Self {
+            namespace: namespace.to_owned(),
+            heartbeat: Duration::from_secs(30),
+            missed_heartbeats: 2,
+            batch_size: 8,
+        }
     }
 
     pub fn apalis_config(&self, queue: &str) -> apalis_redis::Config {
@@ -116,7 +130,10 @@ impl Queues {
         let job: T = serde_json::from_value(payload.clone())?;
         let conn = self.redis.get().await?;
         let mut storage: RedisStorage<T> = self.settings.storage(conn, queue);
-        storage.push(job).await.map_err(|e| anyhow::anyhow!("redis push failed: {e}"))?;
+        storage
+            .push(job)
+            .await
+            .map_err(|e| anyhow::anyhow!("redis push failed: {e}"))?;
         Ok(())
     }
 
@@ -124,7 +141,10 @@ impl Queues {
     /// the entry enqueued (or the sweeper has already stamped it).
     pub async fn dispatch(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
         match entry.queue.as_str() {
-            VERIFY_EMAIL_QUEUE => self.push::<SendVerificationEmail>(VERIFY_EMAIL_QUEUE, &entry.payload).await,
+            VERIFY_EMAIL_QUEUE => {
+                self.push::<SendVerificationEmail>(VERIFY_EMAIL_QUEUE, &entry.payload)
+                    .await
+            }
             PURGE_QUEUE => self.push::<RunPurge>(PURGE_QUEUE, &entry.payload).await,
             other => anyhow::bail!("unknown queue {other:?}"),
         }

@@ -44,12 +44,28 @@ mod tests {
     fn cookie_flags_and_parsing() {
         let v = set_refresh("abc", 60, true).expect("hv");
         let s = v.to_str().expect("str");
-        for part in ["gatehouse_refresh=abc", "HttpOnly", "Secure", "SameSite=Strict", "Path=/auth", "Max-Age=60"] {
+        for part in [
+            "gatehouse_refresh=abc",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/auth",
+            "Max-Age=60",
+        ] {
             assert!(s.contains(part), "{s} lacks {part}");
         }
-        assert!(!set_refresh("abc", 60, false).expect("hv").to_str().expect("s").contains("Secure"));
+        assert!(
+            !set_refresh("abc", 60, false)
+                .expect("hv")
+                .to_str()
+                .expect("s")
+                .contains("Secure")
+        );
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=b; gatehouse_refresh=tok; c=d".parse().expect("hv"));
+        h.insert(
+            header::COOKIE,
+            "a=b; gatehouse_refresh=tok; c=d".parse().expect("hv"),
+        );
         assert_eq!(read_refresh(&h).as_deref(), Some("tok"));
     }
 }

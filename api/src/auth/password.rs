@@ -86,15 +86,23 @@ impl PasswordHasher {
         let wanted = self.params.clone();
         self.run(move |argon| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Verified { ok: false, needs_rehash: false };
+                return Verified {
+                    ok: false,
+                    needs_rehash: false,
+                };
             };
             let ok = argon.verify_password(secret.as_bytes(), &parsed).is_ok();
             let current = Params::try_from(&parsed).ok();
             let same = parsed.algorithm.as_str() == "argon2id"
                 && current.is_some_and(|p| {
-                    p.m_cost() == wanted.m_cost() && p.t_cost() == wanted.t_cost() && p.p_cost() == wanted.p_cost()
+                    p.m_cost() == wanted.m_cost()
+                        && p.t_cost() == wanted.t_cost()
+                        && p.p_cost() == wanted.p_cost()
                 });
-            Verified { ok, needs_rehash: ok && !same }
+            Verified {
+                ok,
+                needs_rehash: ok && !same,
+            }
         })
         .await
     }
@@ -119,18 +127,42 @@ mod tests {
         let h = PasswordHasher::new(2).expect("hasher");
         let stored = h.hash(&pw("tangerine voyage 42")).await.expect("hash");
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        let v = h.verify(&pw("tangerine voyage 42"), &stored).await.expect("verify");
-        assert_eq!(v, Verified { ok: true, needs_rehash: false });
+        let v = h
+            .verify(&pw("tangerine voyage 42"), &stored)
+            .await
+            .expect("verify");
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
         let v = h.verify(&pw("wrong"), &stored).await.expect("verify");
         assert!(!v.ok);
         // A weaker, older hash still verifies and asks for a rehash.
-        let old = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8192, 1, 1, None).expect("p"))
-            .hash_password(b"legacy pass 1", &SaltString::generate(&mut OsRng))
-            .expect("hash")
-            .to_string();
+        let old = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).expect("p"),
+        )
+        .hash_password(b"legacy pass 1", &SaltString::generate(&mut OsRng))
+        .expect("hash")
+        .to_string();
         let v = h.verify(&pw("legacy pass 1"), &old).await.expect("verify");
-        assert_eq!(v, Verified { ok: true, needs_rehash: true });
-        assert!(!h.verify(&pw("x"), "not a phc string").await.expect("verify").ok);
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        assert!(
+            !h.verify(&pw("x"), "not a phc string")
+                .await
+                .expect("verify")
+                .ok
+        );
         h.verify_dummy(&pw("anything")).await.expect("dummy");
     }
 }

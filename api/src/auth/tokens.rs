@@ -92,7 +92,12 @@ impl TokenKeys {
         Ok(Issued { token, claims })
     }
 
-    pub fn issue_access(&self, user_id: Uuid, session_id: Uuid, role: &str) -> Result<Issued, TokenError> {
+    pub fn issue_access(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        role: &str,
+    ) -> Result<Issued, TokenError> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(900);
         self.sign(
@@ -138,7 +143,8 @@ impl TokenKeys {
 
     /// Verify signature, algorithm, `iss`, `aud`, `exp`, `nbf` and the type.
     pub fn decode(&self, token: &str, kind: TokenKind) -> Result<AccessClaims, TokenError> {
-        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| TokenError::Invalid)?;
+        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
         if data.header.alg != Algorithm::HS256 || data.header.typ.as_deref() != Some(kind.typ()) {
             return Err(TokenError::Invalid);
         }
@@ -152,7 +158,12 @@ mod tests {
     use base64::Engine as _;
 
     fn keys() -> TokenKeys {
-        TokenKeys::new(&[7u8; 32], "gatehouse", "gatehouse", Duration::from_secs(900))
+        TokenKeys::new(
+            &[7u8; 32],
+            "gatehouse",
+            "gatehouse",
+            Duration::from_secs(900),
+        )
     }
 
     #[test]
@@ -160,39 +171,88 @@ mod tests {
         let k = keys();
         let (u, s) = (Uuid::new_v4(), Uuid::new_v4());
         let access = k.issue_access(u, s, "user").expect("sign");
-        let refresh = k.issue_refresh(u, s, Uuid::new_v4(), Utc::now() + chrono::Duration::days(1)).expect("sign");
-        assert_eq!(k.decode(&access.token, TokenKind::Access).expect("ok").sub, u);
+        let refresh = k
+            .issue_refresh(u, s, Uuid::new_v4(), Utc::now() + chrono::Duration::days(1))
+            .expect("sign");
+        assert_eq!(
+            k.decode(&access.token, TokenKind::Access).expect("ok").sub,
+            u
+        );
         assert!(k.decode(&access.token, TokenKind::Refresh).is_err());
         assert!(k.decode(&refresh.token, TokenKind::Access).is_err());
-        assert_eq!(k.decode(&refresh.token, TokenKind::Refresh).expect("ok").sid, s);
+        assert_eq!(
+            k.decode(&refresh.token, TokenKind::Refresh)
+                .expect("ok")
+                .sid,
+            s
+        );
     }
 
     #[test]
     fn rejects_other_secret_issuer_and_audience() {
         let k = keys();
         let (u, s) = (Uuid::new_v4(), Uuid::new_v4());
-        let other = TokenKeys::new(&[8u8; 32], "gatehouse", "gatehouse", Duration::from_secs(900));
-        assert!(k.decode(&other.issue_access(u, s, "user").expect("sign").token, TokenKind::Access).is_err());
+        let other = TokenKeys::new(
+            &[8u8; 32],
+            "gatehouse",
+            "gatehouse",
+            Duration::from_secs(900),
+        );
+        assert!(
+            k.decode(
+                &other.issue_access(u, s, "user").expect("sign").token,
+                TokenKind::Access
+            )
+            .is_err()
+        );
         let iss = TokenKeys::new(&[7u8; 32], "evil", "gatehouse", Duration::from_secs(900));
-        assert!(k.decode(&iss.issue_access(u, s, "user").expect("sign").token, TokenKind::Access).is_err());
-        let aud = TokenKeys::new(&[7u8; 32], "gatehouse", "other-app", Duration::from_secs(900));
-        assert!(k.decode(&aud.issue_access(u, s, "user").expect("sign").token, TokenKind::Access).is_err());
+        assert!(
+            k.decode(
+                &iss.issue_access(u, s, "user").expect("sign").token,
+                TokenKind::Access
+            )
+            .is_err()
+        );
+        let aud = TokenKeys::new(
+            &[7u8; 32],
+            "gatehouse",
+            "other-app",
+            Duration::from_secs(900),
+        );
+        assert!(
+            k.decode(
+                &aud.issue_access(u, s, "user").expect("sign").token,
+                TokenKind::Access
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn rejects_alg_none_tampering_and_expiry() {
         let k = keys();
-        let issued = k.issue_access(Uuid::new_v4(), Uuid::new_v4(), "user").expect("sign");
+        let issued = k
+            .issue_access(Uuid::new_v4(), Uuid::new_v4(), "user")
+            .expect("sign");
         let parts: Vec<&str> = issued.token.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         // alg: none with no signature.
         let none_header = b64.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
-        assert!(k.decode(&format!("{none_header}.{}.", parts[1]), TokenKind::Access).is_err());
+        assert!(
+            k.decode(&format!("{none_header}.{}.", parts[1]), TokenKind::Access)
+                .is_err()
+        );
         // Payload changed (role escalated) under the old signature.
         let mut claims = issued.claims.clone();
         claims.role = Some("admin".into());
         let forged = b64.encode(serde_json::to_vec(&claims).expect("json"));
-        assert!(k.decode(&format!("{}.{forged}.{}", parts[0], parts[2]), TokenKind::Access).is_err());
+        assert!(
+            k.decode(
+                &format!("{}.{forged}.{}", parts[0], parts[2]),
+                TokenKind::Access
+            )
+            .is_err()
+        );
         // Expired.
         let mut old = issued.claims;
         old.exp = Utc::now().timestamp() - 60;

@@ -48,7 +48,9 @@ impl SignupRequest {
     /// Parse every field, reporting all failures at once.
     fn parse(self) -> Result<Signup, ApiError> {
         let mut errors = Vec::new();
-        let email = Email::parse(&self.email).map_err(|e| errors.push(FieldError::from_invalid("email", e))).ok();
+        let email = Email::parse(&self.email)
+            .map_err(|e| errors.push(FieldError::from_invalid("email", e)))
+            .ok();
         let password = Password::parse(self.password, email.as_ref())
             .map_err(|e| errors.push(FieldError::from_invalid("password", e.into())))
             .ok();
@@ -59,8 +61,15 @@ impl SignupRequest {
             .map_err(|e| errors.push(FieldError::from_invalid("last_name", e)))
             .ok();
         match (email, password, first_name, last_name) {
-            (Some(email), Some(password), Some(first_name), Some(last_name)) if errors.is_empty() => {
-                Ok(Signup { email, password, first_name, last_name })
+            (Some(email), Some(password), Some(first_name), Some(last_name))
+                if errors.is_empty() =>
+            {
+                Ok(Signup {
+                    email,
+                    password,
+                    first_name,
+                    last_name,
+                })
             }
             _ => Err(ApiError::validation(errors)),
         }
@@ -86,10 +95,19 @@ impl SignupRequest {
     ),
     security(())
 )]
-async fn signup(State(state): State<AppState>, ApiJson(body): ApiJson<SignupRequest>) -> ApiResult<Response> {
+async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignupRequest>,
+) -> ApiResult<Response> {
     let user = accounts::signup(&state, body.parse()?).await?;
-    let location = HeaderValue::from_str(&format!("/users/{}", user.id)).map_err(ApiError::internal)?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(UserOut::from(user))).into_response())
+    let location =
+        HeaderValue::from_str(&format!("/users/{}", user.id)).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(UserOut::from(user)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -117,7 +135,11 @@ fn token_response(state: &AppState, pair: TokenPair) -> Response {
         user_id: pair.user_id,
     })
     .into_response();
-    if let Some(c) = cookie::set_refresh(&pair.refresh_token, pair.refresh_max_age, state.config.cookie_secure) {
+    if let Some(c) = cookie::set_refresh(
+        &pair.refresh_token,
+        pair.refresh_max_age,
+        state.config.cookie_secure,
+    ) {
         res.headers_mut().insert(header::SET_COOKIE, c);
     }
     no_store(res.headers_mut());
@@ -130,7 +152,10 @@ pub fn no_store(headers: &mut HeaderMap) {
 }
 
 fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
-    ClientInfo { ip: ip.0.map(|ip| ip.to_string()), user_agent: user_agent(headers) }
+    ClientInfo {
+        ip: ip.0.map(|ip| ip.to_string()),
+        user_agent: user_agent(headers),
+    }
 }
 
 /// Log in with email and password.
@@ -170,7 +195,13 @@ async fn login(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let pair = sessions::login(&state, &body.email, body.password, client_info(ip, &headers)).await?;
+    let pair = sessions::login(
+        &state,
+        &body.email,
+        body.password,
+        client_info(ip, &headers),
+    )
+    .await?;
     Ok(token_response(&state, pair))
 }
 
@@ -203,7 +234,14 @@ pub struct OAuthError {
 }
 
 fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Response {
-    let mut res = (status, axum::Json(OAuthError { error, error_description: description.to_owned() })).into_response();
+    let mut res = (
+        status,
+        axum::Json(OAuthError {
+            error,
+            error_description: description.to_owned(),
+        }),
+    )
+        .into_response();
     no_store(res.headers_mut());
     res
 }
@@ -224,47 +262,96 @@ fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Re
     ),
     security(())
 )]
-async fn token(State(state): State<AppState>, ip: ClientIp, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !is_form {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "expected application/x-www-form-urlencoded");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected application/x-www-form-urlencoded",
+        );
     }
     let Ok(form) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed form body",
+        );
     };
     let result = match form.grant_type.as_str() {
         "password" => {
             let (Some(username), Some(password)) = (form.username, form.password) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
             };
             match sessions::login(&state, &username, password, client_info(ip, &headers)).await {
                 Ok(pair) => Ok(pair),
                 Err(LoginError::InvalidCredentials) => {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "invalid username or password");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "invalid username or password",
+                    );
                 }
                 Err(LoginError::NotVerified) => {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "email not verified");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "email not verified",
+                    );
                 }
                 Err(LoginError::Other(e)) => Err(e),
             }
         }
         "refresh_token" => {
             let Some(token) = form.refresh_token else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
             };
             match sessions::refresh(&state, &token).await {
                 Ok(pair) => Ok(pair),
                 Err(sessions::RefreshError::Other(e)) => Err(e),
                 Err(_) => {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "invalid, expired or reused refresh token");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "invalid, expired or reused refresh token",
+                    );
                 }
             }
         }
-        "" => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "use password or refresh_token"),
+        "" => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "use password or refresh_token",
+            );
+        }
     };
     match result {
         Ok(pair) => token_response(&state, pair),
@@ -310,8 +397,9 @@ async fn refresh(
     let token = match body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty()) {
         Some(token) => token,
         None => {
-            let token = cookie::read_refresh(&headers)
-                .ok_or_else(|| ApiError::unauthorized("missing_token", "A refresh token is required."))?;
+            let token = cookie::read_refresh(&headers).ok_or_else(|| {
+                ApiError::unauthorized("missing_token", "A refresh token is required.")
+            })?;
             crate::middleware::check_same_origin(&state, &headers)?;
             token
         }
@@ -358,7 +446,10 @@ async fn logout(
     let all = query.scope == Some(LogoutScope::All);
     sessions::logout(&state, auth.user.id, auth.session_id, all).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(header::SET_COOKIE, cookie::clear_refresh(state.config.cookie_secure));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie::clear_refresh(state.config.cookie_secure),
+    );
     no_store(res.headers_mut());
     Ok(res)
 }
@@ -394,11 +485,15 @@ pub struct VerifyRequest {
     ),
     security(())
 )]
-async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<VerifyRequest>) -> ApiResult<axum::Json<UserOut>> {
+async fn verify(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> ApiResult<axum::Json<UserOut>> {
     let user = match (body.token, body.email, body.code) {
         (Some(token), None, None) => accounts::verify_link(&state, token.trim()).await?,
         (None, Some(email), Some(code)) => {
-            let email = Email::parse(&email).map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
+            let email = Email::parse(&email)
+                .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
             accounts::verify_code(&state, &email, code.trim()).await?
         }
         _ => {
@@ -438,8 +533,12 @@ pub struct ResendRequest {
     ),
     security(())
 )]
-async fn resend_verification(State(state): State<AppState>, ApiJson(body): ApiJson<ResendRequest>) -> ApiResult<StatusCode> {
-    let email = Email::parse(&body.email).map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
+async fn resend_verification(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResendRequest>,
+) -> ApiResult<StatusCode> {
+    let email = Email::parse(&body.email)
+        .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
     accounts::resend_verification(&state, &email).await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -11,7 +11,9 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,7 +38,10 @@ pub struct Checks {
     responses((status = 200, description = "Alive.", body = Health)),
     security(()))]
 async fn live() -> Json<Health> {
-    Json(Health { status: "ok", checks: None })
+    Json(Health {
+        status: "ok",
+        checks: None,
+    })
 }
 
 /// Readiness probe.
@@ -50,16 +55,37 @@ async fn live() -> Json<Health> {
     security(()))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (pg, redis) = tokio::join!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), gatehouse_shared::db::ping(&state.db)),
-        tokio::time::timeout(std::time::Duration::from_secs(2), state.queues.redis().ping()),
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            gatehouse_shared::db::ping(&state.db)
+        ),
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            state.queues.redis().ping()
+        ),
     );
     let pg = pg.unwrap_or(false);
     let redis = redis.unwrap_or(false);
     let word = |ok: bool| if ok { "ok" } else { "down" };
-    let checks = Some(Checks { postgres: word(pg), redis: word(redis) });
+    let checks = Some(Checks {
+        postgres: word(pg),
+        redis: word(redis),
+    });
     if pg && redis {
-        (StatusCode::OK, Json(Health { status: "ok", checks }))
+        (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                checks,
+            }),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", checks }))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                checks,
+            }),
+        )
     }
 }

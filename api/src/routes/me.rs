@@ -69,11 +69,19 @@ impl UpdateMeRequest {
         let new_password = match (self.password, self.current_password) {
             (None, None) => None,
             (None, Some(_)) => {
-                errors.push(FieldError::new("password", "required", "password is required with current_password"));
+                errors.push(FieldError::new(
+                    "password",
+                    "required",
+                    "password is required with current_password",
+                ));
                 None
             }
             (Some(_), None) => {
-                errors.push(FieldError::new("current_password", "required", "current_password is required to change the password"));
+                errors.push(FieldError::new(
+                    "current_password",
+                    "required",
+                    "current_password is required to change the password",
+                ));
                 None
             }
             (Some(new), Some(current)) => match Password::parse(new, Some(email)) {
@@ -87,7 +95,11 @@ impl UpdateMeRequest {
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        Ok(ProfileChanges { first_name, last_name, new_password })
+        Ok(ProfileChanges {
+            first_name,
+            last_name,
+            new_password,
+        })
     }
 }
 
@@ -114,7 +126,8 @@ async fn update_me(
     auth: AuthUser,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> ApiResult<Json<UserOut>> {
-    let email = gatehouse_shared::domain::Email::parse(&auth.user.email).map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
+    let email = gatehouse_shared::domain::Email::parse(&auth.user.email)
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
     let changes = body.parse(&email)?;
     let user = accounts::update_profile(&state, &auth.user, auth.session_id, changes).await?;
     Ok(Json(user.into()))

@@ -91,9 +91,23 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for bad in [
-            "", "   ", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com",
-            "a@-b.com", "a@b-.com", "a@b..com", ".a@b.com", "a.@b.com", "a..b@c.com",
-            "a@b.com\n", "a@b_c.com", "a\u{0}@b.com",
+            "",
+            "   ",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@-b.com",
+            "a@b-.com",
+            "a@b..com",
+            ".a@b.com",
+            "a.@b.com",
+            "a..b@c.com",
+            "a@b.com\n",
+            "a@b_c.com",
+            "a\u{0}@b.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }

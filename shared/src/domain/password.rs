@@ -120,26 +120,48 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_characters() {
-        assert_eq!(Password::parse("ab3$".into(), None).unwrap_err(), PasswordError::TooShort);
-        assert_eq!(Password::parse(String::new(), None).unwrap_err(), PasswordError::Required);
+        assert_eq!(
+            Password::parse("ab3$".into(), None).unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert_eq!(
+            Password::parse(String::new(), None).unwrap_err(),
+            PasswordError::Required
+        );
         // 8 multi-byte characters are enough; 129 are too many.
         assert!(Password::parse("ÿüéøåßðþ".into(), None).is_ok());
         let long: String = "é".repeat(129);
-        assert_eq!(Password::parse(long, None).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(
+            Password::parse(long, None).unwrap_err(),
+            PasswordError::TooLong
+        );
         assert!(Password::parse("x".repeat(128) + "", None).is_ok());
     }
 
     #[test]
     fn rejects_common_in_any_case() {
-        assert_eq!(Password::parse("password".into(), None).unwrap_err(), PasswordError::Common);
-        assert_eq!(Password::parse("PassWord".into(), None).unwrap_err(), PasswordError::Common);
-        assert_eq!(Password::parse("12345678".into(), None).unwrap_err(), PasswordError::Common);
+        assert_eq!(
+            Password::parse("password".into(), None).unwrap_err(),
+            PasswordError::Common
+        );
+        assert_eq!(
+            Password::parse("PassWord".into(), None).unwrap_err(),
+            PasswordError::Common
+        );
+        assert_eq!(
+            Password::parse("12345678".into(), None).unwrap_err(),
+            PasswordError::Common
+        );
     }
 
     #[test]
     fn rejects_own_email() {
         let e = email();
-        for bad in ["carol.danvers@example.com", "Carol.Danvers@Example.com!", "carol.danvers"] {
+        for bad in [
+            "carol.danvers@example.com",
+            "Carol.Danvers@Example.com!",
+            "carol.danvers",
+        ] {
             assert_eq!(
                 Password::parse(bad.into(), Some(&e)).unwrap_err(),
                 PasswordError::ContainsEmail,

@@ -42,20 +42,44 @@ impl NewOutboxEntry {
 impl OutboxEntry {
     pub async fn mark_enqueued(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
         diesel::update(outbox::table.find(id).filter(outbox::enqueued_at.is_null()))
-            .set((outbox::enqueued_at.eq(Some(Utc::now())), outbox::attempts.eq(outbox::attempts + 1)))
+            .set((
+                outbox::enqueued_at.eq(Some(Utc::now())),
+                outbox::attempts.eq(outbox::attempts + 1),
+            ))
             .execute(conn)
             .await
+    }
+
+    /// Undo a claim whose push failed, so the next sweep retries it.
+    pub async fn unclaim(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+        diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::completed_at.is_null()),
+        )
+        .set(outbox::enqueued_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await
     }
 
     pub async fn mark_completed(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
-        diesel::update(outbox::table.find(id).filter(outbox::completed_at.is_null()))
-            .set(outbox::completed_at.eq(Some(Utc::now())))
-            .execute(conn)
-            .await
+        diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::completed_at.is_null()),
+        )
+        .set(outbox::completed_at.eq(Some(Utc::now())))
+        .execute(conn)
+        .await
     }
 
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OutboxEntry>> {
-        outbox::table.find(id).select(OutboxEntry::as_select()).first(conn).await.optional()
+        outbox::table
+            .find(id)
+            .select(OutboxEntry::as_select())
+            .first(conn)
+            .await
+            .optional()
     }
 
     /// Claim entries that need (re)delivery: never enqueued and older than
@@ -87,7 +111,10 @@ impl OutboxEntry {
             let ids: Vec<Uuid> = due.iter().map(|e| e.id).collect();
             if !ids.is_empty() {
                 diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
-                    .set((outbox::enqueued_at.eq(Some(Utc::now())), outbox::attempts.eq(outbox::attempts + 1)))
+                    .set((
+                        outbox::enqueued_at.eq(Some(Utc::now())),
+                        outbox::attempts.eq(outbox::attempts + 1),
+                    ))
                     .execute(conn)
                     .await?;
             }
@@ -114,7 +141,11 @@ impl OutboxEntry {
     }
 
     pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-        outbox::table.filter(outbox::completed_at.is_null()).count().get_result(conn).await
+        outbox::table
+            .filter(outbox::completed_at.is_null())
+            .count()
+            .get_result(conn)
+            .await
     }
 
     /// Forget completed entries older than `before`.
@@ -122,6 +153,8 @@ impl OutboxEntry {
         conn: &mut AsyncPgConnection,
         before: DateTime<Utc>,
     ) -> QueryResult<usize> {
-        diesel::delete(outbox::table.filter(outbox::completed_at.lt(before))).execute(conn).await
+        diesel::delete(outbox::table.filter(outbox::completed_at.lt(before)))
+            .execute(conn)
+            .await
     }
 }

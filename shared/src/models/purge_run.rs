@@ -70,7 +70,12 @@ impl PurgeRun {
     }
 
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Self>> {
-        purge_runs::table.find(id).select(Self::as_select()).first(conn).await.optional()
+        purge_runs::table
+            .find(id)
+            .select(Self::as_select())
+            .first(conn)
+            .await
+            .optional()
     }
 
     pub async fn finish(
@@ -79,7 +84,11 @@ impl PurgeRun {
         counts: PurgeCounts,
         error: Option<&str>,
     ) -> QueryResult<usize> {
-        let status = if error.is_some() { "failed" } else { "succeeded" };
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
         diesel::update(purge_runs::table.find(id))
             .set((
                 purge_runs::status.eq(status),
@@ -93,7 +102,30 @@ impl PurgeRun {
             .await
     }
 
-    pub async fn list(conn: &mut AsyncPgConnection, limit: i64, offset: i64) -> QueryResult<Page<Self>> {
+    /// Close runs left `running` by a worker that died mid-run.
+    pub async fn fail_abandoned(
+        conn: &mut AsyncPgConnection,
+        started_before: DateTime<Utc>,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            purge_runs::table
+                .filter(purge_runs::status.eq("running"))
+                .filter(purge_runs::started_at.lt(started_before)),
+        )
+        .set((
+            purge_runs::status.eq("failed"),
+            purge_runs::finished_at.eq(Some(Utc::now())),
+            purge_runs::error.eq(Some("abandoned: the worker stopped during the run")),
+        ))
+        .execute(conn)
+        .await
+    }
+
+    pub async fn list(
+        conn: &mut AsyncPgConnection,
+        limit: i64,
+        offset: i64,
+    ) -> QueryResult<Page<Self>> {
         let total = purge_runs::table.count().get_result(conn).await?;
         let items = purge_runs::table
             .order((purge_runs::started_at.desc(), purge_runs::id.desc()))

@@ -107,11 +107,22 @@ impl Session {
             .await
     }
 
-    pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> QueryResult<usize> {
-        diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
-            .set((sessions::revoked_at.eq(Some(Utc::now())), sessions::revoked_reason.eq(Some(reason))))
-            .execute(conn)
-            .await
+    pub async fn revoke(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        reason: &str,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set((
+            sessions::revoked_at.eq(Some(Utc::now())),
+            sessions::revoked_reason.eq(Some(reason)),
+        ))
+        .execute(conn)
+        .await
     }
 
     /// Revoke every live session of a user, optionally sparing one.
@@ -128,16 +139,38 @@ impl Session {
                 .filter(sessions::revoked_at.is_null())
                 .filter(sessions::id.ne(spare)),
         )
-        .set((sessions::revoked_at.eq(Some(Utc::now())), sessions::revoked_reason.eq(Some(reason))))
+        .set((
+            sessions::revoked_at.eq(Some(Utc::now())),
+            sessions::revoked_reason.eq(Some(reason)),
+        ))
         .execute(conn)
         .await
     }
 
-    pub async fn count_active_for_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i64> {
+    pub async fn count_active_for_user(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+    ) -> QueryResult<i64> {
         sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(diesel::dsl::now))
+            .count()
+            .get_result(conn)
+            .await
+    }
+
+    /// Sessions the purge would delete (dry run).
+    pub async fn count_dead(
+        conn: &mut AsyncPgConnection,
+        revoked_before: DateTime<Utc>,
+    ) -> QueryResult<i64> {
+        sessions::table
+            .filter(
+                sessions::expires_at
+                    .lt(diesel::dsl::now)
+                    .or(sessions::revoked_at.lt(revoked_before)),
+            )
             .count()
             .get_result(conn)
             .await

@@ -120,14 +120,19 @@ impl User {
     }
 
     /// Mark verified; a no-op for an already verified user.
-    pub async fn mark_verified(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    pub async fn mark_verified(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+    ) -> QueryResult<Option<User>> {
         let now = Utc::now();
         diesel::update(users::table.find(id))
             .set((
                 users::is_verified.eq(true),
-                users::verified_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamptz>>(
-                    "COALESCE(verified_at, now())",
-                )),
+                users::verified_at.eq(
+                    diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamptz>>(
+                        "COALESCE(verified_at, now())",
+                    ),
+                ),
                 users::updated_at.eq(now),
             ))
             .returning(User::as_returning())

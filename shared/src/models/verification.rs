@@ -71,7 +71,12 @@ impl EmailVerification {
     }
 
     pub async fn find(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<Self>> {
-        ev::table.find(user_id).select(Self::as_select()).first(conn).await.optional()
+        ev::table
+            .find(user_id)
+            .select(Self::as_select())
+            .first(conn)
+            .await
+            .optional()
     }
 
     pub async fn lock(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<Self>> {
@@ -97,14 +102,21 @@ impl EmailVerification {
             .optional()
     }
 
-    pub async fn mark_sent(conn: &mut AsyncPgConnection, user_id: Uuid, job_id: Uuid) -> QueryResult<usize> {
+    pub async fn mark_sent(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        job_id: Uuid,
+    ) -> QueryResult<usize> {
         diesel::update(ev::table.find(user_id).filter(ev::job_id.eq(job_id)))
             .set(ev::sent_at.eq(Some(Utc::now())))
             .execute(conn)
             .await
     }
 
-    pub async fn record_failed_attempt(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
+    pub async fn record_failed_attempt(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+    ) -> QueryResult<usize> {
         diesel::update(ev::table.find(user_id))
             .set(ev::attempts.eq(ev::attempts + 1))
             .execute(conn)
@@ -117,6 +129,14 @@ impl EmailVerification {
         diesel::update(ev::table.find(user_id))
             .set(ev::attempts.eq(MAX_CODE_ATTEMPTS))
             .execute(conn)
+            .await
+    }
+
+    pub async fn count_expired(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+        ev::table
+            .filter(ev::link_expires_at.lt(diesel::dsl::now))
+            .count()
+            .get_result(conn)
             .await
     }
 

@@ -1,0 +1,179 @@
+use clap::Parser;
+use gatehouse_api::config::Cli;
+use gatehouse_api::state::AppState;
+use gatehouse_shared::models::User;
+use gatehouse_testkit::TestDb;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub state: AppState,
+    pub db: TestDb,
+    pub namespace: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: Uuid,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Start the app; `extra` are additional `--flag value` arguments.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let namespace = gatehouse_testkit::redis_namespace();
+        let redis_url = gatehouse_testkit::redis_url();
+        let mut flags: Vec<(&str, &str)> = vec![
+            ("database-url", db.url.as_str()),
+            ("redis-url", redis_url.as_str()),
+            ("redis-namespace", namespace.as_str()),
+            ("jwt-secret", "test-secret-0123456789-0123456789-abcdef"),
+            ("cookie-secure", "false"),
+            ("db-pool-size", "4"),
+        ];
+        for (k, v) in extra {
+            flags.retain(|(name, _)| name != k);
+            flags.push((k, v));
+        }
+        let mut args = vec!["gatehouse-api".to_owned()];
+        for (k, v) in flags {
+            args.push(format!("--{k}"));
+            args.push(v.to_owned());
+        }
+        let cli = Cli::try_parse_from(args).unwrap();
+        let state = gatehouse_api::build_state(cli.config).unwrap();
+        gatehouse_api::accounts::bootstrap_admin(&state)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let _ = gatehouse_api::serve(state, listener, std::future::pending()).await;
+            }
+        });
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base,
+            client,
+            state,
+            db,
+            namespace,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch_auth(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, email: &str) -> Value {
+        let res = self
+            .post(
+                "/auth/signup",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "signup {email}");
+        res.json().await.unwrap()
+    }
+
+    /// Sign up and mark verified through the shared query layer.
+    pub async fn verified_user(&self, email: &str) -> Uuid {
+        let user = self.signup(email).await;
+        let id: Uuid = user["id"].as_str().unwrap().parse().unwrap();
+        let mut conn = self.db.conn().await;
+        User::mark_verified(&mut conn, id).await.unwrap().unwrap();
+        id
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Tokens {
+        let res = self
+            .post("/auth/login", json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "login {email}");
+        let v: Value = res.json().await.unwrap();
+        Tokens {
+            access: v["access_token"].as_str().unwrap().to_owned(),
+            refresh: v["refresh_token"].as_str().unwrap().to_owned(),
+            user_id: v["user_id"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    pub async fn logged_in(&self, email: &str) -> Tokens {
+        self.verified_user(email).await;
+        self.login(email, PASSWORD).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
+            }
+        })
+        .join();
+    }
+}
+
+/// Assert a problem+json response and return its body.
+pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status);
+    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["code"], code, "body: {v}");
+    assert_eq!(v["status"], status.as_u16());
+    assert!(v["type"].as_str().unwrap().ends_with(code));
+    assert!(v["title"].is_string() && v["detail"].is_string());
+    v
+}

@@ -1,0 +1,13 @@
+//! API integration tests: the real router on a real socket, a database of
+//! its own per test, a Redis namespace of its own per test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod auth;
+mod errors;
+mod me;
+mod openapi;
+mod tokens;
+mod verify;

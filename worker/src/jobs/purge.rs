@@ -1,0 +1,132 @@
+//! The purge: delete accounts still unverified `UNVERIFIED_TTL` after
+//! signup, dead sessions, expired codes and old outbox rows. Batched, so no
+//! statement holds locks for long; idempotent, so a rerun changes nothing.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use gatehouse_shared::jobs::RunPurge;
+use gatehouse_shared::models::purge_run::PurgeCounts;
+use gatehouse_shared::models::{EmailVerification, OutboxEntry, PurgeRun, Session, User};
+use uuid::Uuid;
+
+use crate::state::WorkerState;
+
+/// Revoked sessions are kept this long before deletion.
+const KEEP_REVOKED: i64 = 1;
+/// Completed outbox rows are kept this long.
+const KEEP_OUTBOX_DAYS: i64 = 7;
+
+/// Run on a cron tick. Exactly one replica records and runs each tick: the
+/// partial unique index on `purge_runs(scheduled_for)` lets one insert win.
+pub async fn run_scheduled(
+    state: &WorkerState,
+    tick: DateTime<Utc>,
+) -> anyhow::Result<Option<PurgeRun>> {
+    let run = PurgeRun::start(
+        "schedule",
+        Some(tick),
+        false,
+        &state.name,
+        None,
+        Uuid::now_v7(),
+    );
+    execute(state, run).await
+}
+
+/// Run an admin request from the queue. The run id is the outbox id, so a
+/// redelivered job does not run twice.
+pub async fn run_requested(
+    state: &WorkerState,
+    job: &RunPurge,
+) -> anyhow::Result<Option<PurgeRun>> {
+    let run = PurgeRun::start(
+        "manual",
+        None,
+        job.dry_run,
+        &state.name,
+        job.requested_by,
+        job.outbox_id,
+    );
+    let result = execute(state, run).await?;
+    let mut conn = state.db.get().await?;
+    OutboxEntry::mark_completed(&mut conn, job.outbox_id).await?;
+    Ok(result)
+}
+
+async fn execute(state: &WorkerState, run: PurgeRun) -> anyhow::Result<Option<PurgeRun>> {
+    let mut conn = state.db.get().await?;
+    if !run.claim(&mut conn).await? {
+        tracing::debug!(run = %run.id, "purge run already claimed elsewhere; skipping");
+        return Ok(None);
+    }
+    drop(conn);
+    let started = std::time::Instant::now();
+    let result = purge(state, run.dry_run).await;
+    let mut conn = state.db.get().await?;
+    let (counts, error) = match &result {
+        Ok(c) => (*c, None),
+        Err(e) => (PurgeCounts::default(), Some(format!("{e:#}"))),
+    };
+    PurgeRun::finish(&mut conn, run.id, counts, error.as_deref()).await?;
+    let status = if error.is_some() {
+        "failed"
+    } else {
+        "succeeded"
+    };
+    metrics::counter!("gatehouse_purge_runs_total", "status" => status, "dry_run" => run.dry_run.to_string()).increment(1);
+    if error.is_none() && !run.dry_run {
+        metrics::counter!("gatehouse_purge_rows_total", "kind" => "users")
+            .increment(counts.users as u64);
+        metrics::counter!("gatehouse_purge_rows_total", "kind" => "sessions")
+            .increment(counts.sessions as u64);
+        metrics::counter!("gatehouse_purge_rows_total", "kind" => "codes")
+            .increment(counts.codes as u64);
+        metrics::gauge!("gatehouse_purge_last_success_timestamp_seconds")
+            .set(Utc::now().timestamp() as f64);
+    }
+    tracing::info!(
+        run = %run.id, trigger = %run.trigger, dry_run = run.dry_run, status,
+        users = counts.users, sessions = counts.sessions, codes = counts.codes,
+        elapsed_ms = started.elapsed().as_millis() as u64, "purge run finished"
+    );
+    let finished = PurgeRun::find(&mut conn, run.id).await?;
+    result.map(|_| finished)
+}
+
+/// The purge itself. A dry run only counts.
+pub async fn purge(state: &WorkerState, dry_run: bool) -> anyhow::Result<PurgeCounts> {
+    let ttl = ChronoDuration::from_std(state.config.unverified_ttl)?;
+    let cutoff = Utc::now() - ttl;
+    let revoked_before = Utc::now() - ChronoDuration::days(KEEP_REVOKED);
+    let batch = state.config.purge_batch_size;
+    let mut conn = state.db.get().await?;
+    if dry_run {
+        return Ok(PurgeCounts {
+            users: User::count_stale_unverified(&mut conn, cutoff).await?,
+            sessions: Session::count_dead(&mut conn, revoked_before).await?,
+            codes: EmailVerification::count_expired(&mut conn).await?,
+        });
+    }
+    PurgeRun::fail_abandoned(&mut conn, Utc::now() - ChronoDuration::hours(1)).await?;
+    let mut counts = PurgeCounts::default();
+    loop {
+        let n = User::delete_stale_unverified_batch(&mut conn, cutoff, batch).await? as i64;
+        counts.users += n;
+        if n < batch {
+            break;
+        }
+    }
+    loop {
+        let n = Session::delete_dead_batch(&mut conn, revoked_before, batch).await? as i64;
+        counts.sessions += n;
+        if n < batch {
+            break;
+        }
+    }
+    counts.codes = EmailVerification::delete_expired(&mut conn).await? as i64;
+    OutboxEntry::delete_completed_before(
+        &mut conn,
+        Utc::now() - ChronoDuration::days(KEEP_OUTBOX_DAYS),
+    )
+    .await?;
+    Ok(counts)
+}
