@@ -7,9 +7,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::{ApiError, FieldError};
+
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-25T08:43:20.123456Z`.
 pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// [`rfc3339`] for optional timestamps; `None` is `null`.
+pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A user as clients see it. Never contains a hash, code or token.
@@ -81,11 +91,64 @@ pub struct PageParams {
     pub offset: Option<i64>,
 }
 
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+/// Validate `limit` (1..=200, default 50) and `offset` (>= 0, default 0),
+/// reporting both when both are wrong.
+pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = offset.unwrap_or(0);
+    let mut errors = Vec::new();
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if offset < 0 {
+        errors.push(FieldError::new(
+            "offset",
+            "out_of_range",
+            "offset must be 0 or more",
+        ));
+    }
+    if errors.is_empty() {
+        Ok((limit, offset))
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+impl PageParams {
+    /// Validated `(limit, offset)`.
+    pub fn bounds(self) -> Result<(i64, i64), ApiError> {
+        page_bounds(self.limit, self.offset)
+    }
+}
+
 /// A page of items with the total count.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageOut<T: ToSchema> {
     pub items: Vec<T>,
+    /// Items matching the filters, over all pages.
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
+}
+
+impl<T: ToSchema> PageOut<T> {
+    /// Convert a model page into its wire form.
+    pub fn from_page<M>(page: gatehouse_shared::models::Page<M>, limit: i64, offset: i64) -> Self
+    where
+        T: From<M>,
+    {
+        Self {
+            items: page.items.into_iter().map(T::from).collect(),
+            total: page.total,
+            limit,
+            offset,
+        }
+    }
 }

@@ -153,6 +153,14 @@ impl ApiError {
         )
     }
 
+    /// Deleting or demoting the only remaining admin.
+    pub fn last_admin() -> Self {
+        Self::conflict(
+            "last_admin",
+            "This is the last admin; promote another user to admin first.",
+        )
+    }
+
     pub fn admin_only() -> Self {
         Self::forbidden("forbidden", "This action requires the admin role.")
     }

@@ -253,6 +253,13 @@ impl FromRequestParts<AppState> for AdminUser {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
+impl ClientIp {
+    /// The address as text, for session and audit records.
+    pub fn text(self) -> Option<String> {
+        self.0.map(|ip| ip.to_string())
+    }
+}
+
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 

@@ -2,6 +2,8 @@
 //! import both.
 
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dto;
@@ -54,6 +56,7 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     });
     let hasher = PasswordHasher::new(concurrency)?;
     let allowed_origins = config.allowed_origins();
+    let audit = audit::Audit::start(db.clone());
     Ok(AppState(Arc::new(App {
         config,
         db,
@@ -62,6 +65,7 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         queues,
         trusted_proxies,
         allowed_origins,
+        audit,
     })))
 }
 
@@ -70,6 +74,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::auth::router())
         .merge(routes::me::router())
+        .merge(routes::users::router())
+        .merge(routes::admin::router())
         .merge(routes::health::router())
         .split_for_parts()
 }
@@ -144,10 +150,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let audit = state.audit.clone();
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    // Write the audit events still queued before the process exits.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit events still queued at shutdown were not written");
+    }
+    served?;
     Ok(())
 }
 

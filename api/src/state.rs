@@ -9,6 +9,7 @@ use gatehouse_shared::queue::Queues;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::audit::Audit;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
@@ -21,6 +22,7 @@ pub struct App {
     pub queues: Queues,
     pub trusted_proxies: Vec<IpNet>,
     pub allowed_origins: Vec<String>,
+    pub audit: Audit,
 }
 
 #[derive(Clone)]

@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_events (id) {
+        id -> Uuid,
+        occurred_at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        subject_id -> Nullable<Uuid>,
+        action -> Text,
+        ip -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
     email_verifications (user_id) {
         user_id -> Uuid,
         code_hash -> Text,
@@ -82,6 +94,7 @@ diesel::joinable!(email_verifications -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
     email_verifications,
     outbox,
     purge_runs,

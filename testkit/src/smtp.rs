@@ -48,6 +48,12 @@ pub struct MailSink {
 
 impl MailSink {
     pub async fn start() -> Self {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    /// A sink that waits `delay` before accepting each message (a slow
+    /// server keeps jobs in flight).
+    pub async fn start_with_delay(delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
@@ -56,7 +62,7 @@ impl MailSink {
             while let Ok((socket, _)) = listener.accept().await {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let _ = session(socket, store).await;
+                    let _ = session(socket, store, delay).await;
                 });
             }
         });
@@ -101,6 +107,7 @@ fn addr_of(line: &str) -> String {
 async fn session(
     socket: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<ReceivedMail>>>,
+    delay: Duration,
 ) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
@@ -144,6 +151,7 @@ async fn session(
                 let l = l.strip_prefix('.').map(str::to_owned).unwrap_or(l);
                 data.push_str(&l);
             }
+            tokio::time::sleep(delay).await;
             let data = data.replace("=\r\n", "").replace("=3D", "=");
             store.lock().await.push(ReceivedMail {
                 from: from.clone(),

@@ -135,6 +135,18 @@ fn on_event(
     }
 }
 
+/// apalis restarts a failed worker at once; while Redis is down that is a
+/// hot loop. The factory runs on the monitor's task, so pause there (off the
+/// async scheduler): 0 s for the first start, then 0.2 s doubling to 5 s.
+fn restart_pause(run: usize) {
+    if run == 0 {
+        return;
+    }
+    let pause =
+        Duration::from_millis(200u64.saturating_mul(1 << run.min(5))).min(Duration::from_secs(5));
+    tokio::task::block_in_place(|| std::thread::sleep(pause));
+}
+
 /// Run until `shutdown` resolves: stop fetching, finish in-flight jobs
 /// (up to `SHUTDOWN_TIMEOUT`), then return.
 pub async fn run(
@@ -216,6 +228,7 @@ async fn run_monitor(
     let verify = {
         let (state, name, backoff) = (state.clone(), name.clone(), backoff.clone());
         move |run: usize| {
+            restart_pause(run);
             WorkerBuilder::new(format!("{name}:verify-email-r{run}"))
                 .backend(verify_storage.clone().poll_with_interval(poll))
                 .concurrency(concurrency)
@@ -234,6 +247,7 @@ async fn run_monitor(
     let purge = {
         let (state, name, backoff) = (state.clone(), name.clone(), backoff.clone());
         move |run: usize| {
+            restart_pause(run);
             WorkerBuilder::new(format!("{name}:purge-r{run}"))
                 .backend(purge_storage.clone().poll_with_interval(poll))
                 .concurrency(1)
@@ -251,6 +265,7 @@ async fn run_monitor(
     let cron = {
         let (state, name) = (state.clone(), name.clone());
         move |run: usize| {
+            restart_pause(run);
             WorkerBuilder::new(format!("{name}:cron-r{run}"))
                 .backend(CronScheduler::new(schedule.clone()))
                 .concurrency(1)
@@ -265,10 +280,11 @@ async fn run_monitor(
         .register(purge)
         .register(cron)
         // A worker whose backend failed (e.g. Redis dropped) restarts under
-        // a new name; after many failures /health turns red instead.
+        // a new name, after a growing pause (see `restart_pause`); /health
+        // is red while it is down.
         .should_restart(|ctx, err| {
-            tracing::error!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker failed");
-            ctx.restarts() < 100
+            tracing::error!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker failed; restarting");
+            true
         })
         .shutdown_timeout(config.shutdown_timeout)
         .run_with_signal(async move {

@@ -1,16 +1,18 @@
 //! Models and their queries: the only place SQL lives. Functions take a
 //! connection so callers can compose them inside one transaction.
 
+pub mod audit;
 pub mod outbox;
 pub mod purge_run;
 pub mod session;
 pub mod user;
 pub mod verification;
 
+pub use audit::{AuditAction, AuditEvent, AuditFilter};
 pub use outbox::OutboxEntry;
 pub use purge_run::PurgeRun;
 pub use session::{NewSession, Session};
-pub use user::{NewUser, User, UserChanges};
+pub use user::{NewUser, User, UserChanges, UserFilter};
 pub use verification::EmailVerification;
 
 /// A page of results with the total count, as every list endpoint returns.

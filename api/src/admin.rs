@@ -1,0 +1,229 @@
+//! Administration use cases: change and delete users, queue a purge.
+//!
+//! Every change here writes its audit event in the same transaction as the
+//! change itself (not through the best-effort writer of `crate::audit`):
+//! these events are rare and matter for security, so a role change can
+//! never commit without its trail, nor the trail without the change.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use gatehouse_shared::domain::{Email, PersonName, Role};
+use gatehouse_shared::jobs;
+use gatehouse_shared::models::{
+    AuditAction, AuditEvent, User, UserChanges, is_unique_violation,
+};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// A validated `PATCH /users/{id}`. `None` leaves a field alone; for names
+/// `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    pub first_name: Option<Option<PersonName>>,
+    pub last_name: Option<Option<PersonName>>,
+    pub email: Option<Email>,
+    pub role: Option<Role>,
+    pub is_verified: Option<bool>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("No user with this id.")
+}
+
+fn email_taken() -> ApiError {
+    ApiError::conflict("email_taken", "An account with this email already exists.")
+}
+
+/// Who may send which fields: an admin anything, on anyone; a plain user
+/// only names, only on their own account. Checked before the fields are
+/// validated, so a forbidden request learns nothing about them.
+pub fn authorize_update(actor: &User, target: Uuid, privileged_fields: bool) -> ApiResult<()> {
+    if actor.is_admin() {
+        return Ok(());
+    }
+    if actor.id != target {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "Only admins may change other users.",
+        ));
+    }
+    if privileged_fields {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "Only admins may change email, role or verification state.",
+        ));
+    }
+    Ok(())
+}
+
+/// Lock the admin rows and check that the actor is still one of them: the
+/// role is re-checked under the lock, not only when the request began.
+async fn lock_admins(conn: &mut diesel_async::AsyncPgConnection, actor: Uuid) -> ApiResult<Vec<Uuid>> {
+    let admins = User::lock_admin_ids(conn).await?;
+    if !admins.contains(&actor) {
+        return Err(ApiError::admin_only());
+    }
+    Ok(admins)
+}
+
+/// True when removing `target`'s admin role would leave no admin.
+fn is_last_admin(target: &User, admins: &[Uuid]) -> bool {
+    target.is_admin() && !admins.iter().any(|id| *id != target.id)
+}
+
+/// Apply a partial update and answer the updated user. Demoting the last
+/// admin is 409 `last_admin`; an email already used is 409 `email_taken`.
+pub async fn update_user(
+    state: &AppState,
+    actor: &User,
+    target_id: Uuid,
+    update: UserUpdate,
+    ip: Option<String>,
+) -> ApiResult<User> {
+    let privileged = update.email.is_some() || update.role.is_some() || update.is_verified.is_some();
+    authorize_update(actor, target_id, privileged)?;
+    let mut conn = state.db.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let admins = if actor.is_admin() {
+            lock_admins(conn, actor.id).await?
+        } else {
+            Vec::new()
+        };
+        let before = User::lock(conn, target_id).await?.ok_or_else(not_found)?;
+        let mut changes = UserChanges::default();
+        let mut fields: Vec<&str> = Vec::new();
+        let mut details = Map::new();
+        if let Some(name) = update.first_name {
+            let name = name.map(PersonName::into_inner);
+            if name != before.first_name {
+                fields.push("first_name");
+                changes.first_name = Some(name);
+            }
+        }
+        if let Some(name) = update.last_name {
+            let name = name.map(PersonName::into_inner);
+            if name != before.last_name {
+                fields.push("last_name");
+                changes.last_name = Some(name);
+            }
+        }
+        if let Some(email) = update.email {
+            if email.as_str() != before.email {
+                fields.push("email");
+                details.insert(
+                    "email".into(),
+                    json!({"old": before.email, "new": email.as_str()}),
+                );
+                changes.email = Some(email.into_inner());
+            }
+        }
+        if let Some(role) = update.role {
+            if role != before.role() {
+                if role != Role::Admin && is_last_admin(&before, &admins) {
+                    return Err(ApiError::last_admin());
+                }
+                fields.push("role");
+                details.insert(
+                    "role".into(),
+                    json!({"old": before.role(), "new": role}),
+                );
+                changes.role = Some(role.as_str().into());
+            }
+        }
+        if let Some(verified) = update.is_verified {
+            if verified != before.is_verified {
+                fields.push("is_verified");
+                details.insert(
+                    "is_verified".into(),
+                    json!({"old": before.is_verified, "new": verified}),
+                );
+                changes.is_verified = Some(verified);
+                changes.verified_at = Some(verified.then(Utc::now));
+            }
+        }
+        if fields.is_empty() {
+            return Ok(before);
+        }
+        let updated = User::update(conn, target_id, changes)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    email_taken()
+                } else {
+                    e.into()
+                }
+            })?
+            .ok_or_else(not_found)?;
+        details.insert("fields".into(), json!(fields));
+        AuditEvent::new(AuditAction::UserUpdated)
+            .actor(actor.id)
+            .subject(target_id)
+            .ip(ip)
+            .details(Value::Object(details))
+            .insert(conn)
+            .await?;
+        Ok(updated)
+    })
+    .await
+}
+
+/// Delete a user. Their sessions and codes go with the row (`ON DELETE
+/// CASCADE`), so their next request is 401. Deleting the last admin is 409.
+pub async fn delete_user(
+    state: &AppState,
+    actor: &User,
+    target_id: Uuid,
+    ip: Option<String>,
+) -> ApiResult<()> {
+    let mut conn = state.db.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let admins = lock_admins(conn, actor.id).await?;
+        let target = User::lock(conn, target_id).await?.ok_or_else(not_found)?;
+        if is_last_admin(&target, &admins) {
+            return Err(ApiError::last_admin());
+        }
+        if !User::delete(conn, target_id).await? {
+            return Err(not_found());
+        }
+        AuditEvent::new(AuditAction::UserDeleted)
+            .actor(actor.id)
+            .subject(target_id)
+            .ip(ip)
+            .details(json!({"email": target.email, "role": target.role()}))
+            .insert(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Queue a purge run through the outbox; its id is the id of the run the
+/// worker will record.
+pub async fn request_purge(
+    state: &AppState,
+    actor: &User,
+    dry_run: bool,
+    ip: Option<String>,
+) -> ApiResult<Uuid> {
+    let mut conn = state.db.get().await?;
+    let entry = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let entry = jobs::outbox::run_purge(dry_run, Some(actor.id))
+                .insert(conn)
+                .await?;
+            AuditEvent::new(AuditAction::PurgeRequested)
+                .actor(actor.id)
+                .ip(ip)
+                .details(json!({"run_id": entry.id, "dry_run": dry_run}))
+                .insert(conn)
+                .await?;
+            Ok(entry)
+        })
+        .await?;
+    let run_id = entry.id;
+    state.dispatch(vec![entry]);
+    Ok(run_id)
+}

@@ -1,0 +1,141 @@
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use gatehouse_shared::jobs::{self, SendVerificationEmail};
+use gatehouse_shared::models::{NewUser, User};
+use gatehouse_testkit::{MailSink, TestDb};
+use gatehouse_worker::config::WorkerConfig;
+use gatehouse_worker::state::WorkerState;
+use uuid::Uuid;
+
+pub struct Ctx {
+    pub db: TestDb,
+    pub namespace: String,
+    pub mail: MailSink,
+    pub state: WorkerState,
+}
+
+impl Ctx {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(extra: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let namespace = gatehouse_testkit::redis_namespace();
+        let mail = MailSink::start().await;
+        let (redis, smtp) = (gatehouse_testkit::redis_url(), mail.url());
+        let mut flags: Vec<(&str, &str)> = vec![
+            ("database-url", &db.url),
+            ("redis-url", &redis),
+            ("redis-namespace", &namespace),
+            ("mail-transport", "smtp"),
+            ("smtp-url", &smtp),
+            ("public-url", "https://app.example.com"),
+            ("db-pool-size", "4"),
+        ];
+        for (k, v) in extra {
+            flags.retain(|(name, _)| name != k);
+            flags.push((k, v));
+        }
+        let mut args = vec!["gatehouse-worker".to_owned()];
+        for (k, v) in flags {
+            args.push(format!("--{k}"));
+            args.push(v.to_owned());
+        }
+        let config = WorkerConfig::try_parse_from(args).unwrap();
+        let state = gatehouse_worker::build_state(config).unwrap();
+        Self {
+            db,
+            namespace,
+            mail,
+            state,
+        }
+    }
+
+    /// Insert a user directly (the API's job, done here without it).
+    pub async fn user(&self, email: &str, verified: bool, created_at: DateTime<Utc>) -> Uuid {
+        let mut conn = self.db.conn().await;
+        let user = NewUser {
+            id: Uuid::now_v7(),
+            email: email.to_owned(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+            first_name: Some("Test".into()),
+            last_name: None,
+            role: "user".into(),
+            is_verified: verified,
+            verified_at: verified.then(Utc::now),
+        }
+        .insert(&mut conn)
+        .await
+        .unwrap();
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("UPDATE users SET created_at = $1 WHERE id = $2")
+                .bind::<diesel::sql_types::Timestamptz, _>(created_at)
+                .bind::<diesel::sql_types::Uuid, _>(user.id),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        user.id
+    }
+
+    /// Write the outbox row of a verification email and return its job.
+    pub async fn verification_job(&self, user_id: Uuid) -> SendVerificationEmail {
+        let mut conn = self.db.conn().await;
+        let entry = jobs::outbox::send_verification(user_id)
+            .insert(&mut conn)
+            .await
+            .unwrap();
+        serde_json::from_value(entry.payload).unwrap()
+    }
+
+    pub async fn find_user(&self, id: Uuid) -> Option<User> {
+        let mut conn = self.db.conn().await;
+        User::find(&mut conn, id).await.unwrap()
+    }
+
+    /// Environment for a worker binary on this context's database and queue.
+    pub fn worker_env(&self, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("REDIS_URL", gatehouse_testkit::redis_url()),
+            ("REDIS_NAMESPACE", self.namespace.clone()),
+            ("MAIL_TRANSPORT", "smtp".into()),
+            ("SMTP_URL", self.mail.url()),
+            ("PUBLIC_URL", "https://app.example.com".into()),
+            (
+                "WORKER_ADDR",
+                format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
+            ),
+            ("DB_POOL_SIZE", "4".into()),
+            ("OUTBOX_SWEEP_INTERVAL", "500ms".into()),
+            ("QUEUE_HEARTBEAT", "1s".into()),
+            ("QUEUE_MISSED_HEARTBEATS", "2".into()),
+            ("OUTBOX_REDELIVER_AFTER", "5s".into()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((leak(k), (*v).to_owned()));
+        }
+        env
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
+            }
+        })
+        .join();
+    }
+}

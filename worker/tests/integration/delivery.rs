@@ -1,0 +1,160 @@
+//! Nothing is lost: a worker killed mid-batch, and Redis down at signup.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use gatehouse_shared::models::OutboxEntry;
+use gatehouse_testkit::process::Proc;
+use gatehouse_testkit::{MailSink, eventually};
+
+use crate::common::Ctx;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_batch_still_delivers_every_email() {
+    let mut ctx = Ctx::new().await;
+    // A slow mail server keeps jobs in flight when the worker dies.
+    ctx.mail = MailSink::start_with_delay(Duration::from_millis(300)).await;
+    let n = 12;
+    let mut emails = Vec::new();
+    for i in 0..n {
+        let email = format!("k{i}@example.com");
+        let user = ctx.user(&email, false, Utc::now()).await;
+        let job = ctx.verification_job(user).await;
+        let mut conn = ctx.db.conn().await;
+        let entry = OutboxEntry::find(&mut conn, job.outbox_id)
+            .await
+            .unwrap()
+            .unwrap();
+        ctx.state.queues.dispatch(&entry).await.unwrap();
+        OutboxEntry::mark_enqueued(&mut conn, entry.id)
+            .await
+            .unwrap();
+        emails.push(email);
+    }
+    let env = ctx.worker_env(&[("WORKER_CONCURRENCY", "3")]);
+    let mut first = Proc::spawn("gatehouse-worker", &env);
+    eventually(Duration::from_secs(20), "the first email", || async {
+        (!ctx.mail.all().await.is_empty()).then_some(())
+    })
+    .await;
+    first.signal("KILL");
+    first.wait().await;
+    let delivered_before = ctx.mail.all().await.len();
+    assert!(
+        delivered_before < n,
+        "the kill happened mid-batch ({delivered_before} of {n} sent)"
+    );
+
+    let mut second = Proc::spawn("gatehouse-worker", &env);
+    for email in &emails {
+        ctx.mail.wait_for(email, 1, Duration::from_secs(45)).await;
+    }
+    let mut conn = ctx.db.conn().await;
+    assert_eq!(OutboxEntry::pending_count(&mut conn).await.unwrap(), 0);
+    second.signal("TERM");
+    assert!(second.wait().await.success());
+}
+
+/// A private redis-server on a free port, stopped and started at will.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let mut this = Self { port, child: None };
+        this.up();
+        this
+    }
+
+    fn up(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private redis did not start");
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_during_signup_still_ends_in_a_delivered_email() {
+    let ctx = Ctx::new().await;
+    let mut redis = PrivateRedis::start(gatehouse_testkit::free_port());
+    let api_port = gatehouse_testkit::free_port();
+    let mut env = ctx.worker_env(&[("REDIS_URL", &redis.url())]);
+    let api_env: Vec<(&'static str, String)> = vec![
+        ("DATABASE_URL", ctx.db.url.clone()),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_NAMESPACE", ctx.namespace.clone()),
+        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
+        ("API_ADDR", format!("127.0.0.1:{api_port}")),
+        ("COOKIE_SECURE", "false".into()),
+    ];
+    let _api = Proc::spawn("gatehouse-api", &api_env);
+    env.push(("RUST_LOG", "info".into()));
+    let _worker = Proc::spawn("gatehouse-worker", &env);
+    let base = format!("http://127.0.0.1:{api_port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "API ready", || async {
+        let res = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+
+    redis.down();
+    let res = client
+        .post(format!("{base}/auth/signup"))
+        .json(&serde_json::json!({"email": "offline@example.com", "password": "a long enough passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "signup succeeds while Redis is down");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ctx.mail.to("offline@example.com").await.is_empty());
+
+    redis.up();
+    let mails = ctx
+        .mail
+        .wait_for("offline@example.com", 1, Duration::from_secs(40))
+        .await;
+    assert!(mails[0].code().is_some());
+}

@@ -1,0 +1,139 @@
+//! The real binaries: signup → email → verify → login.
+
+use std::time::Duration;
+
+use gatehouse_testkit::eventually;
+use gatehouse_testkit::process::Proc;
+use serde_json::{Value, json};
+
+use crate::common::Ctx;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signup_email_verify_login_through_the_binaries() {
+    let ctx = Ctx::new().await;
+    let api_port = gatehouse_testkit::free_port();
+    let api_env: Vec<(&'static str, String)> = vec![
+        ("DATABASE_URL", ctx.db.url.clone()),
+        ("REDIS_URL", gatehouse_testkit::redis_url()),
+        ("REDIS_NAMESPACE", ctx.namespace.clone()),
+        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
+        ("API_ADDR", format!("127.0.0.1:{api_port}")),
+        ("COOKIE_SECURE", "false".into()),
+    ];
+    let mut api = Proc::spawn("gatehouse-api", &api_env);
+    let worker_env = ctx.worker_env(&[]);
+    let worker_addr = worker_env
+        .iter()
+        .find(|(k, _)| *k == "WORKER_ADDR")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let mut worker = Proc::spawn("gatehouse-worker", &worker_env);
+    let base = format!("http://127.0.0.1:{api_port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "API ready", || async {
+        let res = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+
+    let password = "an end to end passphrase";
+    for email in ["code@example.com", "link@example.com"] {
+        let res = client
+            .post(format!("{base}/auth/signup"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let res = client
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "unverified login is refused");
+    }
+
+    let mail = ctx
+        .mail
+        .wait_for("code@example.com", 1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    let res = client
+        .post(format!("{base}/auth/verify"))
+        .json(&json!({"email": "code@example.com", "code": mail.code().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["is_verified"], true);
+
+    let mail = ctx
+        .mail
+        .wait_for("link@example.com", 1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    let res = client
+        .post(format!("{base}/auth/verify"))
+        .json(&json!({"token": mail.link_token().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    for email in ["code@example.com", "link@example.com"] {
+        let res = client
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let tokens: Value = res.json().await.unwrap();
+        let me: Value = client
+            .get(format!("{base}/me"))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["email"], email);
+    }
+
+    // The worker reports healthy and counts the jobs it did.
+    let health = client
+        .get(format!("http://{worker_addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["checks"]["postgres"], "ok");
+    assert_eq!(health["checks"]["workers"], "ok");
+    let metrics = client
+        .get(format!("http://{worker_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_jobs_done_total{queue=\"verify-email\"} 2"),
+        "{metrics}"
+    );
+    api.signal("TERM");
+    worker.signal("TERM");
+    assert!(api.wait().await.success(), "API exits cleanly on SIGTERM");
+    assert!(
+        worker.wait().await.success(),
+        "worker exits cleanly on SIGTERM"
+    );
+}

@@ -1,0 +1,11 @@
+//! Worker integration tests: real PostgreSQL, Redis and SMTP listener; the
+//! delivery and end-to-end tests run the real binaries.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod delivery;
+mod e2e;
+mod purge;
+mod verify_email;
