@@ -102,8 +102,16 @@ pub async fn create_admin(
 /// admin at startup if that email has no account.
 pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     let (Some(email), Some(password)) = (
-        state.config.bootstrap_admin_email.as_deref(),
-        state.config.bootstrap_admin_password.clone(),
+        state
+            .config
+            .bootstrap_admin_email
+            .as_deref()
+            .filter(|s| !s.is_empty()),
+        state
+            .config
+            .bootstrap_admin_password
+            .clone()
+            .filter(|s| !s.is_empty()),
     ) else {
         return Ok(());
     };

@@ -9,9 +9,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use gatehouse_shared::domain::{Email, PersonName, Role};
 use gatehouse_shared::jobs;
-use gatehouse_shared::models::{
-    AuditAction, AuditEvent, User, UserChanges, is_unique_violation,
-};
+use gatehouse_shared::models::{AuditAction, AuditEvent, User, UserChanges, is_unique_violation};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -61,7 +59,10 @@ pub fn authorize_update(actor: &User, target: Uuid, privileged_fields: bool) -> 
 
 /// Lock the admin rows and check that the actor is still one of them: the
 /// role is re-checked under the lock, not only when the request began.
-async fn lock_admins(conn: &mut diesel_async::AsyncPgConnection, actor: Uuid) -> ApiResult<Vec<Uuid>> {
+async fn lock_admins(
+    conn: &mut diesel_async::AsyncPgConnection,
+    actor: Uuid,
+) -> ApiResult<Vec<Uuid>> {
     let admins = User::lock_admin_ids(conn).await?;
     if !admins.contains(&actor) {
         return Err(ApiError::admin_only());
@@ -83,7 +84,8 @@ pub async fn update_user(
     update: UserUpdate,
     ip: Option<String>,
 ) -> ApiResult<User> {
-    let privileged = update.email.is_some() || update.role.is_some() || update.is_verified.is_some();
+    let privileged =
+        update.email.is_some() || update.role.is_some() || update.is_verified.is_some();
     authorize_update(actor, target_id, privileged)?;
     let mut conn = state.db.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
@@ -126,10 +128,7 @@ pub async fn update_user(
                     return Err(ApiError::last_admin());
                 }
                 fields.push("role");
-                details.insert(
-                    "role".into(),
-                    json!({"old": before.role(), "new": role}),
-                );
+                details.insert("role".into(), json!({"old": before.role(), "new": role}));
                 changes.role = Some(role.as_str().into());
             }
         }

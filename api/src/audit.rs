@@ -102,11 +102,7 @@ fn note_dropped(counter: &AtomicU64, n: u64, reason: &'static str) {
     let before = counter.fetch_add(n, Ordering::Relaxed);
     let after = before + n;
     if before == 0 || (before + 1..=after).any(u64::is_power_of_two) {
-        tracing::warn!(
-            dropped_total = after,
-            reason,
-            "audit events dropped"
-        );
+        tracing::warn!(dropped_total = after, reason, "audit events dropped");
     }
 }
 

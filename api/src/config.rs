@@ -9,6 +9,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, parse_bool, parse_duration};
 use ipnet::IpNet;
 
+use crate::ratelimit::{Rule, Rules};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gatehouse-api",
@@ -126,6 +128,36 @@ pub struct ApiConfig {
     /// Redis-backed rate limits (`on` | `off`; off only for benchmarks).
     #[arg(long, env = "RATE_LIMITS", default_value = "on", value_parser = parse_bool, action = ArgAction::Set)]
     pub rate_limits: bool,
+    /// Login attempts per client IP.
+    #[arg(long, env = "RATE_LIMIT_LOGIN_IP", default_value = "30/1m", value_parser = Rule::parse)]
+    pub rate_limit_login_ip: Rule,
+    /// Login attempts per account (email).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_ACCOUNT", default_value = "10/1m", value_parser = Rule::parse)]
+    pub rate_limit_login_account: Rule,
+    /// Signups per client IP.
+    #[arg(long, env = "RATE_LIMIT_SIGNUP_IP", default_value = "20/1h", value_parser = Rule::parse)]
+    pub rate_limit_signup_ip: Rule,
+    /// Verification attempts per account.
+    #[arg(long, env = "RATE_LIMIT_VERIFY_ACCOUNT", default_value = "10/15m", value_parser = Rule::parse)]
+    pub rate_limit_verify_account: Rule,
+    /// Verification attempts per client IP.
+    #[arg(long, env = "RATE_LIMIT_VERIFY_IP", default_value = "30/15m", value_parser = Rule::parse)]
+    pub rate_limit_verify_ip: Rule,
+    /// Resend requests per account.
+    #[arg(long, env = "RATE_LIMIT_RESEND_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
+    pub rate_limit_resend_account: Rule,
+    /// Refreshes per client IP.
+    #[arg(long, env = "RATE_LIMIT_REFRESH_IP", default_value = "120/1m", value_parser = Rule::parse)]
+    pub rate_limit_refresh_ip: Rule,
+    /// Consecutive failed logins on one account before delays start.
+    #[arg(long, env = "LOGIN_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub login_lockout_threshold: u64,
+    /// First delay after the threshold; doubles with each further failure.
+    #[arg(long, env = "LOGIN_LOCKOUT_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub login_lockout_base: Duration,
+    /// Longest delay (the soft lock never lasts longer).
+    #[arg(long, env = "LOGIN_LOCKOUT_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub login_lockout_max: Duration,
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is trusted.
     #[arg(
         long,
@@ -170,7 +202,11 @@ impl ApiConfig {
                     .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is not an IP address or CIDR"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        match (&self.bootstrap_admin_email, &self.bootstrap_admin_password) {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        match (
+            set(&self.bootstrap_admin_email).then_some(()),
+            set(&self.bootstrap_admin_password).then_some(()),
+        ) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(
                     "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"
@@ -183,6 +219,21 @@ impl ApiConfig {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());
         }
         Ok(proxies)
+    }
+
+    pub fn rate_rules(&self) -> Rules {
+        Rules {
+            login_ip: self.rate_limit_login_ip,
+            login_account: self.rate_limit_login_account,
+            signup_ip: self.rate_limit_signup_ip,
+            verify_account: self.rate_limit_verify_account,
+            verify_ip: self.rate_limit_verify_ip,
+            resend_account: self.rate_limit_resend_account,
+            refresh_ip: self.rate_limit_refresh_ip,
+            lockout_threshold: self.login_lockout_threshold.max(1),
+            lockout_base: self.login_lockout_base,
+            lockout_max: self.login_lockout_max,
+        }
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {

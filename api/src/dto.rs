@@ -95,11 +95,14 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 
 /// Validate `limit` (1..=200, default 50) and `offset` (>= 0, default 0),
-/// reporting both when both are wrong.
-pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+/// adding a field error for each bad value.
+pub fn page_bounds(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    errors: &mut Vec<FieldError>,
+) -> (i64, i64) {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let offset = offset.unwrap_or(0);
-    let mut errors = Vec::new();
     if !(1..=MAX_LIMIT).contains(&limit) {
         errors.push(FieldError::new(
             "limit",
@@ -114,17 +117,19 @@ pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)
             "offset must be 0 or more",
         ));
     }
-    if errors.is_empty() {
-        Ok((limit, offset))
-    } else {
-        Err(ApiError::validation(errors))
-    }
+    (limit, offset)
 }
 
 impl PageParams {
     /// Validated `(limit, offset)`.
     pub fn bounds(self) -> Result<(i64, i64), ApiError> {
-        page_bounds(self.limit, self.offset)
+        let mut errors = Vec::new();
+        let bounds = page_bounds(self.limit, self.offset, &mut errors);
+        if errors.is_empty() {
+            Ok(bounds)
+        } else {
+            Err(ApiError::validation(errors))
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod sessions;
 pub mod state;
@@ -42,6 +43,12 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let trusted_proxies = config.validate().map_err(anyhow::Error::msg)?;
     let db = gatehouse_shared::db::build_pool(&config.db)?;
     let redis = Redis::new(&config.redis)?;
+    let limits = ratelimit::Limiter::new(
+        redis.clone(),
+        &config.redis.redis_namespace,
+        config.rate_limits,
+        config.rate_rules(),
+    );
     let queues = Queues::new(redis, QueueSettings::new(&config.redis.redis_namespace));
     let tokens = TokenKeys::new(
         config.jwt_secret.bytes(),
@@ -66,6 +73,7 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         trusted_proxies,
         allowed_origins,
         audit,
+        limits,
     })))
 }
 

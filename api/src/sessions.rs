@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::auth::password::Verified;
 use crate::auth::tokens::TokenKind;
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::Class;
 use crate::state::AppState;
 
 /// Both tokens of a session, ready to send.
@@ -61,6 +62,30 @@ pub async fn login(
     password: String,
     client: ClientInfo,
 ) -> Result<TokenPair, LoginError> {
+    // Budgets per IP and per account, then the soft-lock delay.
+    let account = email.trim().to_ascii_lowercase();
+    state
+        .limits
+        .hit(Class::LoginIp, client.ip.as_deref().unwrap_or("unknown"))
+        .await?;
+    state.limits.hit(Class::LoginAccount, &account).await?;
+    state.limits.check_login_delay(&account).await?;
+    let result = check_credentials(state, email, password).await;
+    match &result {
+        Ok(_) => state.limits.reset_login_failures(&account).await,
+        Err(LoginError::InvalidCredentials) => state.limits.record_login_failure(&account).await,
+        Err(_) => {}
+    }
+    let user = result?;
+    Ok(open_session(state, &user, client).await?)
+}
+
+/// The password check alone: the user, or why not.
+async fn check_credentials(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<User, LoginError> {
     let email = Email::parse(email).ok();
     let Some(password) = Password::candidate(password) else {
         return Err(LoginError::InvalidCredentials);
@@ -105,7 +130,7 @@ pub async fn login(
     if state.config.require_verified_login && !user.is_verified {
         return Err(LoginError::NotVerified);
     }
-    Ok(open_session(state, &user, client).await?)
+    Ok(user)
 }
 
 /// Create a session row and sign its first token pair.

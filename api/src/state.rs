@@ -13,6 +13,7 @@ use crate::audit::Audit;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
+use crate::ratelimit::Limiter;
 
 pub struct App {
     pub config: ApiConfig,
@@ -23,6 +24,7 @@ pub struct App {
     pub trusted_proxies: Vec<IpNet>,
     pub allowed_origins: Vec<String>,
     pub audit: Audit,
+    pub limits: Limiter,
 }
 
 #[derive(Clone)]

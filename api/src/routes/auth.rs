@@ -14,6 +14,7 @@ use crate::auth::cookie;
 use crate::dto::{TokenResponse, UserOut};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, ClientIp, OptionalJson, user_agent};
+use crate::ratelimit::Class;
 use crate::sessions::{self, ClientInfo, LoginError, TokenPair};
 use crate::state::AppState;
 
@@ -97,8 +98,10 @@ impl SignupRequest {
 )]
 async fn signup(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<SignupRequest>,
 ) -> ApiResult<Response> {
+    state.limits.hit_ip(Class::SignupIp, ip.0).await?;
     let user = accounts::signup(&state, body.parse()?).await?;
     let location =
         HeaderValue::from_str(&format!("/users/{}", user.id)).map_err(ApiError::internal)?;
@@ -391,9 +394,11 @@ pub struct RefreshRequest {
 )]
 async fn refresh(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> ApiResult<Response> {
+    state.limits.hit_ip(Class::RefreshIp, ip.0).await?;
     let token = match body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty()) {
         Some(token) => token,
         None => {
@@ -487,13 +492,19 @@ pub struct VerifyRequest {
 )]
 async fn verify(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> ApiResult<axum::Json<UserOut>> {
+    state.limits.hit_ip(Class::VerifyIp, ip.0).await?;
     let user = match (body.token, body.email, body.code) {
         (Some(token), None, None) => accounts::verify_link(&state, token.trim()).await?,
         (None, Some(email), Some(code)) => {
             let email = Email::parse(&email)
                 .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
+            state
+                .limits
+                .hit(Class::VerifyAccount, email.as_str())
+                .await?;
             accounts::verify_code(&state, &email, code.trim()).await?
         }
         _ => {
@@ -539,6 +550,10 @@ async fn resend_verification(
 ) -> ApiResult<StatusCode> {
     let email = Email::parse(&body.email)
         .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
+    state
+        .limits
+        .hit(Class::ResendAccount, email.as_str())
+        .await?;
     accounts::resend_verification(&state, &email).await?;
     Ok(StatusCode::ACCEPTED)
 }

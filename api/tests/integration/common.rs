@@ -177,3 +177,119 @@ pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert!(v["title"].is_string() && v["detail"].is_string());
     v
 }
+
+/// Hash of `PASSWORD`, computed once per test binary (argon2 is slow).
+static PASSWORD_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// Helpers for administration tests: users inserted directly, sessions
+/// opened without the login route, requests with a bearer token.
+impl TestApp {
+    pub async fn password_hash(&self) -> String {
+        PASSWORD_HASH
+            .get_or_init(|| async {
+                let password =
+                    gatehouse_shared::domain::Password::parse(PASSWORD.to_owned(), None).unwrap();
+                self.state.hasher.hash(&password).await.unwrap()
+            })
+            .await
+            .clone()
+    }
+
+    /// Insert a user with password `PASSWORD` (no signup, no email job).
+    pub async fn insert_user(
+        &self,
+        email: &str,
+        role: gatehouse_shared::domain::Role,
+        verified: bool,
+    ) -> Uuid {
+        self.insert_user_named(email, role, verified, None, None)
+            .await
+    }
+
+    pub async fn insert_user_named(
+        &self,
+        email: &str,
+        role: gatehouse_shared::domain::Role,
+        verified: bool,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+    ) -> Uuid {
+        let new = gatehouse_shared::models::NewUser {
+            id: Uuid::now_v7(),
+            email: email.to_lowercase(),
+            password_hash: self.password_hash().await,
+            first_name: first_name.map(str::to_owned),
+            last_name: last_name.map(str::to_owned),
+            role: role.as_str().to_owned(),
+            is_verified: verified,
+            verified_at: verified.then(chrono::Utc::now),
+        };
+        let mut conn = self.db.conn().await;
+        new.insert(&mut conn).await.unwrap().id
+    }
+
+    /// Open a session for a user directly (no login route, no rate limit).
+    pub async fn session_for(&self, user_id: Uuid) -> Tokens {
+        let mut conn = self.db.conn().await;
+        let user = User::find(&mut conn, user_id).await.unwrap().unwrap();
+        let pair = gatehouse_api::sessions::open_session(
+            &self.state,
+            &user,
+            gatehouse_api::sessions::ClientInfo {
+                ip: None,
+                user_agent: None,
+            },
+        )
+        .await
+        .unwrap();
+        Tokens {
+            access: pair.access_token,
+            refresh: pair.refresh_token,
+            user_id,
+        }
+    }
+
+    /// A verified admin created like `gatehouse-api admin create`, logged in
+    /// through `/auth/login`.
+    pub async fn admin(&self, email: &str) -> Tokens {
+        let email = gatehouse_shared::domain::Email::parse(email).unwrap();
+        let mut conn = self.state.db.get().await.unwrap();
+        let created = gatehouse_api::accounts::create_admin(
+            &mut conn,
+            email.clone(),
+            self.password_hash().await,
+        )
+        .await
+        .unwrap();
+        assert!(created, "admin {email} already exists");
+        drop(conn);
+        self.login(email.as_str(), PASSWORD).await
+    }
+
+    pub async fn send_auth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn delete_auth(&self, path: &str, token: &str) -> Response {
+        self.send_auth(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Wait until every audit event recorded so far is in the database.
+    pub async fn flush_audit(&self) {
+        self.state.audit.flush().await;
+    }
+}

@@ -136,7 +136,12 @@ async fn three_worker_processes_record_one_run_per_tick() {
     let ctx = Ctx::new().await;
     // Each replica gets its own health port (worker_env picks a free one).
     let mut workers: Vec<Proc> = (0..3)
-        .map(|_| Proc::spawn("gatehouse-worker", &ctx.worker_env(&[("PURGE_SCHEDULE", "*/2 * * * * *")])))
+        .map(|_| {
+            Proc::spawn(
+                "gatehouse-worker",
+                &ctx.worker_env(&[("PURGE_SCHEDULE", "*/2 * * * * *")]),
+            )
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(9)).await;
     for w in &workers {
@@ -167,5 +172,9 @@ async fn three_worker_processes_record_one_run_per_tick() {
         "one run per tick: {ticks:?}"
     );
     let runs = PurgeRun::list(&mut conn, 50, 0).await.unwrap();
-    assert!(runs.items.iter().all(|r| r.status == "succeeded" && r.users_deleted == 0));
+    assert!(
+        runs.items
+            .iter()
+            .all(|r| r.status == "succeeded" && r.users_deleted == 0)
+    );
 }

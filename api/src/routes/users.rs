@@ -1,0 +1,259 @@
+//! `/users`: user administration. Admins list, read, change and delete
+//! users; a plain user may change their own names here too.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gatehouse_shared::domain::{Email, PersonName, Role};
+use gatehouse_shared::models::{User, UserFilter};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::admin::{self, UserUpdate};
+use crate::dto::{PageOut, UserOut, double_option, page_bounds};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, ClientIp, IdPath};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+}
+
+/// Shortest `q` accepted: trigram indexes need three characters.
+const MIN_QUERY_CHARS: usize = 3;
+const MAX_QUERY_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    #[param(minimum = 0, default = 0)]
+    pub offset: Option<i64>,
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only verified (`true`) or unverified (`false`) users.
+    pub is_verified: Option<bool>,
+    /// Case-insensitive substring of the email, first name or last name,
+    /// 3 to 100 characters. Empty means no search.
+    #[param(min_length = 3, max_length = 100, example = "lovelace")]
+    pub q: Option<String>,
+}
+
+impl ListUsersQuery {
+    fn parse(self) -> Result<(UserFilter, i64, i64), ApiError> {
+        let mut errors = Vec::new();
+        let (limit, offset) = page_bounds(self.limit, self.offset, &mut errors);
+        let q = self
+            .q
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty());
+        if let Some(q) = &q {
+            if !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&q.chars().count()) {
+                errors.push(FieldError::new(
+                    "q",
+                    "invalid_length",
+                    format!("q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let filter = UserFilter {
+            role: self.role,
+            is_verified: self.is_verified,
+            q,
+        };
+        Ok((filter, limit, offset))
+    }
+}
+
+/// List users.
+///
+/// Newest first (`created_at`, then `id`, descending), `limit` per page
+/// from `offset`, with the total count of matching users. Filter by `role`,
+/// by `is_verified`, and search with `q` (a case-insensitive substring of
+/// the email, first name or last name). Filters combine with AND.
+#[utoipa::path(
+    get, path = "/users", tag = "users",
+    params(ListUsersQuery),
+    responses(
+        (status = 200, description = "A page of users.", body = PageOut<UserOut>),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid `limit`, `offset`, `role`, `is_verified` or `q`, or an unknown parameter.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    ApiQuery(query): ApiQuery<ListUsersQuery>,
+) -> ApiResult<Json<PageOut<UserOut>>> {
+    let (filter, limit, offset) = query.parse()?;
+    let mut conn = state.db.get().await?;
+    let page = User::list(&mut conn, &filter, limit, offset).await?;
+    Ok(Json(PageOut::from_page(page, limit, offset)))
+}
+
+/// Get a user.
+///
+/// Returns one user by id. Admins only; everyone else reads their own
+/// account at `/me`.
+#[utoipa::path(
+    get, path = "/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user.", body = UserOut),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn get_user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<UserOut>> {
+    let mut conn = state.db.get().await?;
+    let user = User::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No user with this id."))?;
+    Ok(Json(user.into()))
+}
+
+/// Fields of `PATCH /users/{id}`. Absent fields are left alone; `null` or
+/// `""` clears a name. `email`, `role` and `is_verified` are for admins.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable, max_length = 100)]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable, max_length = 100)]
+    pub last_name: Option<Option<String>>,
+    /// Admins only. Unique regardless of case.
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
+    /// Admins only. Demoting the last admin is refused.
+    pub role: Option<Role>,
+    /// Admins only.
+    pub is_verified: Option<bool>,
+}
+
+impl UpdateUserRequest {
+    fn touches_privileged(&self) -> bool {
+        self.email.is_some() || self.role.is_some() || self.is_verified.is_some()
+    }
+
+    /// Validate every field, reporting all failures at once.
+    fn parse(self) -> Result<UserUpdate, ApiError> {
+        let mut errors = Vec::new();
+        let mut name = |field: &str, v: Option<Option<String>>| match v {
+            None => None,
+            Some(v) => match PersonName::parse_optional(v.as_deref()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    errors.push(FieldError::from_invalid(field, e));
+                    None
+                }
+            },
+        };
+        let first_name = name("first_name", self.first_name);
+        let last_name = name("last_name", self.last_name);
+        let email = match self.email.as_deref().map(Email::parse) {
+            None => None,
+            Some(Ok(email)) => Some(email),
+            Some(Err(e)) => {
+                errors.push(FieldError::from_invalid("email", e));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        Ok(UserUpdate {
+            first_name,
+            last_name,
+            email,
+            role: self.role,
+            is_verified: self.is_verified,
+        })
+    }
+}
+
+/// Update a user.
+///
+/// A partial update that answers the updated user. Admins may change
+/// anyone's names, email, `role` and `is_verified`; a role change applies
+/// on the user's very next request. A plain user may change only their own
+/// `first_name` and `last_name` here; anything else is 403. Demoting the
+/// last admin is refused with 409 `last_admin`.
+#[utoipa::path(
+    patch, path = "/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The updated user.", body = UserOut),
+        (status = 400, description = "Malformed JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: another user's account, or a field only admins may change.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` or `last_admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid id, invalid field or unknown field.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn update_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    IdPath(id): IdPath,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserOut>> {
+    admin::authorize_update(&auth.user, id, body.touches_privileged())?;
+    let update = body.parse()?;
+    let user = admin::update_user(&state, &auth.user, id, update, ip.text()).await?;
+    Ok(Json(user.into()))
+}
+
+/// Delete a user.
+///
+/// Deletes the account with its sessions and codes; the user's tokens stop
+/// working on their next request. Deleting the last admin is refused with
+/// 409 `last_admin`.
+#[utoipa::path(
+    delete, path = "/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: the only admin cannot be deleted.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn delete_user(
+    State(state): State<AppState>,
+    AdminUser(auth): AdminUser,
+    IdPath(id): IdPath,
+    ip: ClientIp,
+) -> ApiResult<StatusCode> {
+    admin::delete_user(&state, &auth.user, id, ip.text()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
