@@ -6,7 +6,7 @@ use gatehouse_shared::domain::{Email, Password, PersonName, Role};
 use gatehouse_shared::jobs::{self, VERIFY_EMAIL_QUEUE};
 use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{
-    NewUser, OutboxEntry, Session, User, UserChanges, is_unique_violation,
+    AuditAction, AuditEvent, NewUser, OutboxEntry, Session, User, UserChanges, is_unique_violation,
 };
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ fn email_taken() -> ApiError {
 
 /// Create an unverified user and, in the same transaction, the outbox row
 /// of its verification email.
-pub async fn signup(state: &AppState, input: Signup) -> ApiResult<User> {
+pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiResult<User> {
     {
         // Cheap pre-check so a duplicate costs no hash; the unique index
         // still decides under a race.
@@ -71,6 +71,9 @@ pub async fn signup(state: &AppState, input: Signup) -> ApiResult<User> {
             }
         })?;
     state.dispatch(vec![entry]);
+    state
+        .audit
+        .record(AuditEvent::new(AuditAction::Signup).by_self(user.id).ip(ip));
     Ok(user)
 }
 
@@ -147,7 +150,12 @@ enum CodeCheck {
 
 /// Verify with the emailed 6-digit code. Each wrong code counts; after 5 the
 /// code is dead. Verifying an already verified account is harmless.
-pub async fn verify_code(state: &AppState, email: &Email, code: &str) -> ApiResult<User> {
+pub async fn verify_code(
+    state: &AppState,
+    email: &Email,
+    code: &str,
+    ip: Option<String>,
+) -> ApiResult<User> {
     let mut conn = state.db.get().await?;
     let user = User::find_by_email(&mut conn, email)
         .await?
@@ -179,13 +187,16 @@ pub async fn verify_code(state: &AppState, email: &Email, code: &str) -> ApiResu
         })
         .await?;
     match outcome {
-        CodeCheck::Verified(user) => Ok(user),
+        CodeCheck::Verified(user) => {
+            audit_verified(state, user.id, "code", ip);
+            Ok(user)
+        }
         CodeCheck::Wrong => Err(invalid_code()),
     }
 }
 
 /// Verify with the token from the emailed link.
-pub async fn verify_link(state: &AppState, token: &str) -> ApiResult<User> {
+pub async fn verify_link(state: &AppState, token: &str, ip: Option<String>) -> ApiResult<User> {
     if token.is_empty() || token.len() > 200 {
         return Err(invalid_code());
     }
@@ -193,9 +204,27 @@ pub async fn verify_link(state: &AppState, token: &str) -> ApiResult<User> {
     let row = EmailVerification::find_by_link(&mut conn, &verification::link_hash(token))
         .await?
         .ok_or_else(invalid_code)?;
-    User::mark_verified(&mut conn, row.user_id)
+    // A second click answers the same, without a second audit event.
+    if let Some(user) = User::find(&mut conn, row.user_id)
         .await?
-        .ok_or_else(invalid_code)
+        .filter(|u| u.is_verified)
+    {
+        return Ok(user);
+    }
+    let user = User::mark_verified(&mut conn, row.user_id)
+        .await?
+        .ok_or_else(invalid_code)?;
+    audit_verified(state, user.id, "link", ip);
+    Ok(user)
+}
+
+fn audit_verified(state: &AppState, user_id: Uuid, method: &str, ip: Option<String>) {
+    state.audit.record(
+        AuditEvent::new(AuditAction::EmailVerified)
+            .by_self(user_id)
+            .ip(ip)
+            .details(serde_json::json!({"method": method})),
+    );
 }
 
 /// Queue a fresh code if the account exists, is unverified, and is within

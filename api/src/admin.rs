@@ -57,17 +57,16 @@ pub fn authorize_update(actor: &User, target: Uuid, privileged_fields: bool) -> 
     Ok(())
 }
 
-/// Lock the admin rows and check that the actor is still one of them: the
-/// role is re-checked under the lock, not only when the request began.
-async fn lock_admins(
-    conn: &mut diesel_async::AsyncPgConnection,
-    actor: Uuid,
-) -> ApiResult<Vec<Uuid>> {
-    let admins = User::lock_admin_ids(conn).await?;
-    if !admins.contains(&actor) {
-        return Err(ApiError::admin_only());
+/// The actor's role is re-checked under the admin lock, not only when the
+/// request began: an admin demoted or deleted a moment ago changes nothing.
+/// Called after the last-admin check, so of two admins removing each other
+/// at once the second is told `last_admin` (the rule it would break).
+fn still_admin(admins: &[Uuid], actor: Uuid) -> ApiResult<()> {
+    if admins.contains(&actor) {
+        Ok(())
+    } else {
+        Err(ApiError::admin_only())
     }
-    Ok(admins)
 }
 
 /// True when removing `target`'s admin role would leave no admin.
@@ -89,8 +88,9 @@ pub async fn update_user(
     authorize_update(actor, target_id, privileged)?;
     let mut conn = state.db.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
+        // Admins serialise on the admin rows (see `User::lock_admin_ids`).
         let admins = if actor.is_admin() {
-            lock_admins(conn, actor.id).await?
+            User::lock_admin_ids(conn).await?
         } else {
             Vec::new()
         };
@@ -112,36 +112,39 @@ pub async fn update_user(
                 changes.last_name = Some(name);
             }
         }
-        if let Some(email) = update.email {
-            if email.as_str() != before.email {
-                fields.push("email");
-                details.insert(
-                    "email".into(),
-                    json!({"old": before.email, "new": email.as_str()}),
-                );
-                changes.email = Some(email.into_inner());
-            }
+        if let Some(email) = update.email
+            && email.as_str() != before.email
+        {
+            fields.push("email");
+            details.insert(
+                "email".into(),
+                json!({"old": before.email, "new": email.as_str()}),
+            );
+            changes.email = Some(email.into_inner());
         }
-        if let Some(role) = update.role {
-            if role != before.role() {
-                if role != Role::Admin && is_last_admin(&before, &admins) {
-                    return Err(ApiError::last_admin());
-                }
-                fields.push("role");
-                details.insert("role".into(), json!({"old": before.role(), "new": role}));
-                changes.role = Some(role.as_str().into());
+        if let Some(role) = update.role
+            && role != before.role()
+        {
+            if role != Role::Admin && is_last_admin(&before, &admins) {
+                return Err(ApiError::last_admin());
             }
+            fields.push("role");
+            details.insert("role".into(), json!({"old": before.role(), "new": role}));
+            changes.role = Some(role.as_str().into());
         }
-        if let Some(verified) = update.is_verified {
-            if verified != before.is_verified {
-                fields.push("is_verified");
-                details.insert(
-                    "is_verified".into(),
-                    json!({"old": before.is_verified, "new": verified}),
-                );
-                changes.is_verified = Some(verified);
-                changes.verified_at = Some(verified.then(Utc::now));
-            }
+        if let Some(verified) = update.is_verified
+            && verified != before.is_verified
+        {
+            fields.push("is_verified");
+            details.insert(
+                "is_verified".into(),
+                json!({"old": before.is_verified, "new": verified}),
+            );
+            changes.is_verified = Some(verified);
+            changes.verified_at = Some(verified.then(Utc::now));
+        }
+        if actor.is_admin() {
+            still_admin(&admins, actor.id)?;
         }
         if fields.is_empty() {
             return Ok(before);
@@ -179,11 +182,12 @@ pub async fn delete_user(
 ) -> ApiResult<()> {
     let mut conn = state.db.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
-        let admins = lock_admins(conn, actor.id).await?;
+        let admins = User::lock_admin_ids(conn).await?;
         let target = User::lock(conn, target_id).await?.ok_or_else(not_found)?;
         if is_last_admin(&target, &admins) {
             return Err(ApiError::last_admin());
         }
+        still_admin(&admins, actor.id)?;
         if !User::delete(conn, target_id).await? {
             return Err(not_found());
         }

@@ -155,3 +155,39 @@ async fn write(db: &DbPool, events: &[AuditEvent], dropped: &AtomicU64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_shared::models::AuditAction;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        // A queue of 2 that nobody drains: the 3rd to 5th events are dropped
+        // at once, and the caller never waits.
+        let (tx, mut rx) = mpsc::channel(2);
+        let audit = Audit {
+            tx: Some(tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        for _ in 0..5 {
+            audit.record(AuditEvent::new(AuditAction::Login));
+        }
+        assert_eq!(audit.dropped(), 3);
+        let mut queued = Vec::new();
+        assert_eq!(rx.recv_many(&mut queued, 10).await, 2);
+        // A stopped writer also counts as dropped.
+        drop(rx);
+        audit.record(AuditEvent::new(AuditAction::Login));
+        assert_eq!(audit.dropped(), 4);
+    }
+
+    #[tokio::test]
+    async fn disabled_records_nothing_and_flushes_at_once() {
+        let audit = Audit::disabled();
+        audit.record(AuditEvent::new(AuditAction::Signup));
+        audit.flush().await;
+        assert_eq!(audit.dropped(), 0);
+    }
+}

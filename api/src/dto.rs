@@ -82,6 +82,7 @@ where
 /// `limit` and `offset` of every list.
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200, default = 50)]

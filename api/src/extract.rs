@@ -125,7 +125,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
                 "Expected a body with Content-Type: application/json.",
             ));
         }
-        parse_json(&bytes).map(|v| Self(Some(v)))
+        // JSON `null` counts as no body.
+        parse_json::<Option<T>>(&bytes).map(Self)
     }
 }
 
@@ -357,14 +358,14 @@ mod tests {
         struct B {
             email: String,
         }
-        let e = parse_json::<B>(br#"{"email":"a","role":"admin"}"#).unwrap_err();
+        let e = parse_json::<B>(br#"{"email":"a","role":"admin"}"#).expect_err("must fail");
         assert_eq!(e.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         let errs = e.errors.expect("errors");
         assert_eq!(errs[0].field, "role");
         assert_eq!(errs[0].code, "unknown_field");
-        let e = parse_json::<B>(br#"{"#).unwrap_err();
+        let e = parse_json::<B>(br#"{"#).expect_err("must fail");
         assert_eq!(e.code, "malformed_json");
-        let e = parse_json::<B>(br#"{"email": 5}"#).unwrap_err();
+        let e = parse_json::<B>(br#"{"email": 5}"#).expect_err("must fail");
         assert_eq!(e.errors.expect("errors")[0].field, "email");
     }
 }

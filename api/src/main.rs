@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use gatehouse_api::config::{AdminCommand, Cli, Command};
 use gatehouse_shared::domain::{Email, Password, Role};
 use gatehouse_shared::models::{User, UserChanges};
@@ -11,7 +10,7 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck();
     }
-    let cli = Cli::parse();
+    let cli: Cli = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&cli.config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -77,10 +77,10 @@ pub fn check_same_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()>
             "Cross-site requests may not use the refresh cookie.",
         )
     };
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site.eq_ignore_ascii_case("cross-site") {
-            return Err(refuse());
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site.eq_ignore_ascii_case("cross-site")
+    {
+        return Err(refuse());
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());

@@ -3,7 +3,8 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use diesel_async::AsyncConnection;
 use gatehouse_shared::domain::{Email, Password};
-use gatehouse_shared::models::{NewSession, Session, User};
+use gatehouse_shared::models::{AuditAction, AuditEvent, NewSession, Session, User};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::password::Verified;
@@ -70,14 +71,42 @@ pub async fn login(
         .await?;
     state.limits.hit(Class::LoginAccount, &account).await?;
     state.limits.check_login_delay(&account).await?;
-    let result = check_credentials(state, email, password).await;
+    let result = check_credentials(state, email, password, client.ip.as_deref()).await;
     match &result {
         Ok(_) => state.limits.reset_login_failures(&account).await,
         Err(LoginError::InvalidCredentials) => state.limits.record_login_failure(&account).await,
         Err(_) => {}
     }
     let user = result?;
-    Ok(open_session(state, &user, client).await?)
+    let ip = client.ip.clone();
+    let pair = open_session(state, &user, client).await?;
+    state
+        .audit
+        .record(AuditEvent::new(AuditAction::Login).by_self(user.id).ip(ip));
+    Ok(pair)
+}
+
+/// Record a failed login. The attempted email is kept only as a SHA-256
+/// hash, and only when no account was identified; the password never.
+fn audit_login_failed(
+    state: &AppState,
+    ip: Option<&str>,
+    user: Option<Uuid>,
+    attempted_email: &str,
+    reason: &str,
+) {
+    let mut event = AuditEvent::new(AuditAction::LoginFailed).ip(ip.map(str::to_owned));
+    event = match user {
+        Some(id) => event.subject(id).details(json!({"reason": reason})),
+        None => {
+            let normalized = attempted_email.trim().to_lowercase();
+            event.details(json!({
+                "reason": reason,
+                "email_hash": gatehouse_shared::sha256_hex(normalized.as_bytes()),
+            }))
+        }
+    };
+    state.audit.record(event);
 }
 
 /// The password check alone: the user, or why not.
@@ -85,9 +114,12 @@ async fn check_credentials(
     state: &AppState,
     email: &str,
     password: String,
+    ip: Option<&str>,
 ) -> Result<User, LoginError> {
+    let attempted = email;
     let email = Email::parse(email).ok();
     let Some(password) = Password::candidate(password) else {
+        audit_login_failed(state, ip, None, attempted, "malformed_password");
         return Err(LoginError::InvalidCredentials);
     };
     let user = match &email {
@@ -105,6 +137,7 @@ async fn check_credentials(
             .verify_dummy(&password)
             .await
             .map_err(ApiError::internal)?;
+        audit_login_failed(state, ip, None, attempted, "unknown_email");
         return Err(LoginError::InvalidCredentials);
     };
     let Verified { ok, needs_rehash } = state
@@ -113,6 +146,7 @@ async fn check_credentials(
         .await
         .map_err(ApiError::internal)?;
     if !ok {
+        audit_login_failed(state, ip, Some(user.id), attempted, "wrong_password");
         return Err(LoginError::InvalidCredentials);
     }
     if needs_rehash {
@@ -128,6 +162,7 @@ async fn check_credentials(
             .map_err(ApiError::from)?;
     }
     if state.config.require_verified_login && !user.is_verified {
+        audit_login_failed(state, ip, Some(user.id), attempted, "email_not_verified");
         return Err(LoginError::NotVerified);
     }
     Ok(user)
@@ -207,6 +242,8 @@ impl From<RefreshError> for ApiError {
     }
 }
 
+// Lives for one call; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Rotation {
     Issue(User, Session, Uuid),
     Reused,
@@ -216,7 +253,11 @@ enum Rotation {
 /// presented again within the grace window (two tabs refreshing at once),
 /// receives the current token again. Any other old token of the family is
 /// a replay: the whole session is revoked, other sessions stay alive.
-pub async fn refresh(state: &AppState, token: &str) -> Result<TokenPair, RefreshError> {
+pub async fn refresh(
+    state: &AppState,
+    token: &str,
+    ip: Option<String>,
+) -> Result<TokenPair, RefreshError> {
     let claims = state
         .tokens
         .decode(token, TokenKind::Refresh)
@@ -253,8 +294,23 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<TokenPair, Refresh
         })
         .await?;
     match outcome {
-        Rotation::Issue(user, session, jti) => Ok(sign_pair(state, &user, &session, jti)?),
+        Rotation::Issue(user, session, jti) => {
+            let pair = sign_pair(state, &user, &session, jti)?;
+            state.audit.record(
+                AuditEvent::new(AuditAction::Refresh)
+                    .by_self(user.id)
+                    .ip(ip)
+                    .details(json!({"session_id": session.id})),
+            );
+            Ok(pair)
+        }
         Rotation::Reused => {
+            state.audit.record(
+                AuditEvent::new(AuditAction::RefreshReuseDetected)
+                    .subject(claims.sub)
+                    .ip(ip)
+                    .details(json!({"session_id": claims.sid})),
+            );
             tracing::warn!(session = %claims.sid, user = %claims.sub, "refresh token reuse detected; session revoked");
             metrics::counter!("gatehouse_refresh_reuse_total").increment(1);
             Err(RefreshError::Reused)
@@ -263,12 +319,26 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<TokenPair, Refresh
 }
 
 /// End the current session, or every session of the user.
-pub async fn logout(state: &AppState, user_id: Uuid, session_id: Uuid, all: bool) -> ApiResult<()> {
+pub async fn logout(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    all: bool,
+    ip: Option<String>,
+) -> ApiResult<()> {
     let mut conn = state.db.get().await?;
-    if all {
-        Session::revoke_all_for_user(&mut conn, user_id, None, "logout_all").await?;
+    let (action, revoked) = if all {
+        let n = Session::revoke_all_for_user(&mut conn, user_id, None, "logout_all").await?;
+        (AuditAction::LogoutAll, n)
     } else {
-        Session::revoke(&mut conn, session_id, "logout").await?;
-    }
+        let n = Session::revoke(&mut conn, session_id, "logout").await?;
+        (AuditAction::Logout, n)
+    };
+    state.audit.record(
+        AuditEvent::new(action)
+            .by_self(user_id)
+            .ip(ip)
+            .details(json!({"session_id": session_id, "sessions_revoked": revoked})),
+    );
     Ok(())
 }

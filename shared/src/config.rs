@@ -71,3 +71,59 @@ pub struct LogArgs {
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
 }
+
+/// Parse the command line and environment. `--help` and `--version` print
+/// as usual; any other error becomes one line on stderr and exit code 2.
+pub fn parse_or_exit<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(v) => v,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            eprintln!("{}", one_line(&e.to_string()));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Fold clap's multi-line message into one line, without the usage hints.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_clap_errors() {
+        let msg = "error: the following required arguments were not provided:\n  --database-url <DATABASE_URL>\n\nUsage: x\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(msg),
+            "error: the following required arguments were not provided: --database-url <DATABASE_URL>"
+        );
+    }
+
+    #[test]
+    fn parses_durations_and_bools() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_bool("ON"), Ok(true));
+        assert_eq!(parse_bool("false"), Ok(false));
+        assert!(parse_bool("maybe").is_err());
+    }
+}

@@ -104,10 +104,15 @@ async fn handle_purge(
 async fn handle_tick(tick: Tick, state: Data<WorkerState>) -> Result<(), BoxDynError> {
     let at = chrono::DateTime::<chrono::Utc>::from_timestamp(tick.get_timestamp() as i64, 0)
         .ok_or_else(|| AbortError::new("tick out of range"))?;
-    jobs::purge::run_scheduled(&state, at)
-        .await
-        .map(|_| ())
-        .map_err(Into::into)
+    let run = jobs::purge::run_scheduled(&state, at).await?;
+    if run.is_some() {
+        // The replica that won the tick also trims finished jobs in Redis.
+        let day = Duration::from_secs(24 * 3600);
+        if let Err(e) = relay::vacuum_queues(&state, day, 7 * day).await {
+            tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
+        }
+    }
+    Ok(())
 }
 
 /// Count job outcomes and track which workers are alive.

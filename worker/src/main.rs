@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use gatehouse_worker::config::WorkerConfig;
 
 fn main() -> ExitCode {
@@ -8,7 +7,7 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck();
     }
-    let config = WorkerConfig::parse();
+    let config: WorkerConfig = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

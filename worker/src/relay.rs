@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use gatehouse_shared::jobs::{PURGE_QUEUE, VERIFY_EMAIL_QUEUE, queue_name};
-use gatehouse_shared::models::OutboxEntry;
+use gatehouse_shared::models::{OutboxEntry, PurgeRun};
 use tokio::sync::watch;
 
 use crate::state::WorkerState;
@@ -90,6 +90,11 @@ pub async fn run(state: WorkerState, mut shutdown: watch::Receiver<bool>) {
             if let Ok(pending) = OutboxEntry::pending_count(&mut conn).await {
                 metrics::gauge!("gatehouse_outbox_pending").set(pending as f64);
             }
+            // Every replica reports the last success, whichever ran it.
+            if let Ok(Some(at)) = PurgeRun::last_success(&mut conn).await {
+                metrics::gauge!("gatehouse_purge_last_success_timestamp_seconds")
+                    .set(at.timestamp() as f64);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(jitter(interval)) => {}
@@ -102,4 +107,69 @@ fn jitter(d: Duration) -> Duration {
     use rand::Rng;
     let ms = d.as_millis() as u64;
     Duration::from_millis(ms + rand::rng().random_range(0..=ms / 5 + 1))
+}
+
+/// apalis-redis never trims its `done` and `dead` sets or the payloads of
+/// finished jobs (its own `vacuum` also deletes payloads of jobs still
+/// waiting for a retry). Remove finished jobs older than the retention, in
+/// batches, touching only ids in those sets.
+pub async fn vacuum_queues(
+    state: &WorkerState,
+    done_retention: Duration,
+    dead_retention: Duration,
+) -> anyhow::Result<u64> {
+    let mut conn = state.queues.redis().get().await?;
+    let now = Utc::now().timestamp();
+    let mut removed = 0u64;
+    for queue in [VERIFY_EMAIL_QUEUE, PURGE_QUEUE] {
+        let name = queue_name(&state.queues.settings().namespace, queue);
+        for (set, retention) in [
+            (format!("{name}:done"), done_retention),
+            (format!("{name}:dead"), dead_retention),
+        ] {
+            let cutoff = now - retention.as_secs() as i64;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                let mut finished = Vec::new();
+                for id in ids {
+                    let done_at: Option<i64> = redis::cmd("HGET")
+                        .arg(format!("{name}:meta:{id}"))
+                        .arg("done_at")
+                        .query_async(&mut conn)
+                        .await?;
+                    if done_at.is_none_or(|t| t < cutoff) {
+                        finished.push(id);
+                    }
+                }
+                if !finished.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for id in &finished {
+                        pipe.cmd("HDEL")
+                            .arg(format!("{name}:data"))
+                            .arg(id)
+                            .ignore();
+                        pipe.cmd("DEL").arg(format!("{name}:meta:{id}")).ignore();
+                        pipe.cmd("SREM").arg(&set).arg(id).ignore();
+                    }
+                    let () = pipe.query_async(&mut conn).await?;
+                    removed += finished.len() as u64;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "vacuumed finished jobs from Redis");
+    }
+    Ok(removed)
 }

@@ -33,15 +33,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     #[serde(default)]
-    #[schema(required = true, example = "ada@example.com")]
+    #[schema(required = true, format = Email, max_length = 254, example = "ada@example.com")]
     pub email: String,
     /// 8 to 128 characters; not a common password, not your email.
     #[serde(default)]
     #[schema(required = true, min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(max_length = 100)]
+    /// No control characters; blank means none.
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub first_name: Option<String>,
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub last_name: Option<String>,
 }
 
@@ -102,7 +103,7 @@ async fn signup(
     ApiJson(body): ApiJson<SignupRequest>,
 ) -> ApiResult<Response> {
     state.limits.hit_ip(Class::SignupIp, ip.0).await?;
-    let user = accounts::signup(&state, body.parse()?).await?;
+    let user = accounts::signup(&state, body.parse()?, ip.text()).await?;
     let location =
         HeaderValue::from_str(&format!("/users/{}", user.id)).map_err(ApiError::internal)?;
     Ok((
@@ -117,10 +118,10 @@ async fn signup(
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[serde(default)]
-    #[schema(required = true, example = "ada@example.com")]
+    #[schema(required = true, min_length = 1, example = "ada@example.com")]
     pub email: String,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub password: String,
 }
 
@@ -213,7 +214,11 @@ async fn login(
 pub struct TokenRequest {
     /// `password` or `refresh_token`.
     #[serde(default)]
-    #[schema(required = true, example = "password")]
+    #[schema(
+        required = true,
+        example = "password",
+        pattern = "^(password|refresh_token)$"
+    )]
     pub grant_type: String,
     /// The email (password grant).
     pub username: Option<String>,
@@ -329,7 +334,7 @@ async fn token(
                     "refresh_token is required",
                 );
             };
-            match sessions::refresh(&state, &token).await {
+            match sessions::refresh(&state, &token, ip.text()).await {
                 Ok(pair) => Ok(pair),
                 Err(sessions::RefreshError::Other(e)) => Err(e),
                 Err(_) => {
@@ -409,7 +414,7 @@ async fn refresh(
             token
         }
     };
-    let pair = sessions::refresh(&state, &token).await?;
+    let pair = sessions::refresh(&state, &token, ip.text()).await?;
     Ok(token_response(&state, pair))
 }
 
@@ -418,6 +423,7 @@ async fn refresh(
 #[into_params(parameter_in = Query)]
 pub struct LogoutQuery {
     /// `all` ends every session of the user; omitted ends only this one.
+    #[param(inline)]
     pub scope: Option<LogoutScope>,
 }
 
@@ -446,10 +452,11 @@ pub enum LogoutScope {
 async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
+    ip: ClientIp,
     ApiQuery(query): ApiQuery<LogoutQuery>,
 ) -> ApiResult<Response> {
     let all = query.scope == Some(LogoutScope::All);
-    sessions::logout(&state, auth.user.id, auth.session_id, all).await?;
+    sessions::logout(&state, auth.user.id, auth.session_id, all, ip.text()).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -461,14 +468,30 @@ async fn logout(
 
 /// `{token}` from the link, or `{email, code}` from the email.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VerifyRequest {
+    Link(VerifyLink),
+    Code(VerifyCode),
+}
+
+/// Verification with the emailed link's token.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
+pub struct VerifyLink {
     /// The token from the emailed link.
-    pub token: Option<String>,
-    pub email: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub token: String,
+}
+
+/// Verification with the emailed 6-digit code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCode {
+    #[schema(format = Email, example = "ada@example.com")]
+    pub email: String,
     /// The 6-digit code.
-    #[schema(example = "042917")]
-    pub code: Option<String>,
+    #[schema(example = "042917", pattern = "^[0-9]{6}$")]
+    pub code: String,
 }
 
 /// Verify an email address.
@@ -496,23 +519,18 @@ async fn verify(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> ApiResult<axum::Json<UserOut>> {
     state.limits.hit_ip(Class::VerifyIp, ip.0).await?;
-    let user = match (body.token, body.email, body.code) {
-        (Some(token), None, None) => accounts::verify_link(&state, token.trim()).await?,
-        (None, Some(email), Some(code)) => {
+    let user = match body {
+        VerifyRequest::Link(VerifyLink { token }) => {
+            accounts::verify_link(&state, token.trim(), ip.text()).await?
+        }
+        VerifyRequest::Code(VerifyCode { email, code }) => {
             let email = Email::parse(&email)
                 .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
             state
                 .limits
                 .hit(Class::VerifyAccount, email.as_str())
                 .await?;
-            accounts::verify_code(&state, &email, code.trim()).await?
-        }
-        _ => {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "token",
-                "required",
-                "send either token, or email and code",
-            )]));
+            accounts::verify_code(&state, &email, code.trim(), ip.text()).await?
         }
     };
     Ok(axum::Json(user.into()))
@@ -522,7 +540,7 @@ async fn verify(
 #[serde(deny_unknown_fields)]
 pub struct ResendRequest {
     #[serde(default)]
-    #[schema(required = true, example = "ada@example.com")]
+    #[schema(required = true, format = Email, max_length = 254, example = "ada@example.com")]
     pub email: String,
 }
 

@@ -55,14 +55,14 @@ impl ListUsersQuery {
             .q
             .map(|q| q.trim().to_owned())
             .filter(|q| !q.is_empty());
-        if let Some(q) = &q {
-            if !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&q.chars().count()) {
-                errors.push(FieldError::new(
-                    "q",
-                    "invalid_length",
-                    format!("q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"),
-                ));
-            }
+        if let Some(q) = &q
+            && !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&q.chars().count())
+        {
+            errors.push(FieldError::new(
+                "q",
+                "invalid_length",
+                format!("q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"),
+            ));
         }
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));

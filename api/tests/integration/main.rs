@@ -6,6 +6,8 @@
 mod common;
 
 mod abuse;
+mod admin;
+mod audit;
 mod auth;
 mod errors;
 mod me;

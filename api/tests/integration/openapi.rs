@@ -31,6 +31,11 @@ async fn document_is_complete() {
         "/auth/verify",
         "/auth/verify/resend",
         "/me",
+        "/users",
+        "/users/{id}",
+        "/admin/jobs/purge",
+        "/admin/jobs/runs",
+        "/admin/audit",
         "/health/live",
         "/health/ready",
     ] {
