@@ -105,7 +105,7 @@ mod tests {
             ".a@b.com",
             "a.@b.com",
             "a..b@c.com",
-            "a@b.com\n",
+            "a\nb@c.com",
             "a@b_c.com",
             "a\u{0}@b.com",
         ] {
