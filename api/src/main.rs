@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     gatehouse_shared::config::load_dotenv();
     // `healthcheck` needs no configuration: it is the container probe.
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck();
+        return gatehouse_shared::process::healthcheck("API_ADDR", "0.0.0.0:8000", "/health/live");
     }
     let cli: Cli = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&cli.config.log);
@@ -41,7 +41,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gatehouse_api::accounts::bootstrap_admin(&state).await?;
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "gatehouse-api listening");
-            gatehouse_api::serve(state, listener, shutdown_signal()).await?;
+            gatehouse_api::serve(
+                state,
+                listener,
+                gatehouse_shared::process::shutdown_signal(),
+            )
+            .await?;
             tracing::info!("gatehouse-api stopped");
             Ok(())
         }
@@ -83,45 +88,4 @@ async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> any
         }
     }
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutdown signal received; draining connections");
-}
-
-/// GET the local readiness endpoint; exit 0 when it answers 200.
-fn healthcheck() -> ExitCode {
-    use std::io::{Read, Write};
-    let addr = std::env::var("API_ADDR").unwrap_or_else(|_| "0.0.0.0:8000".into());
-    let port = addr.rsplit(':').next().unwrap_or("8000");
-    let target = format!("127.0.0.1:{port}");
-    let Ok(mut stream) = std::net::TcpStream::connect(&target) else {
-        return ExitCode::FAILURE;
-    };
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(3)));
-    let req = format!("GET /health/live HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(req.as_bytes()).is_err() {
-        return ExitCode::FAILURE;
-    }
-    let mut buf = [0u8; 16];
-    match stream.read(&mut buf) {
-        Ok(n) if n >= 12 && &buf[9..12] == b"200" => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
-    }
 }

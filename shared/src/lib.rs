@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod jobs;
 pub mod models;
+pub mod process;
 pub mod queue;
 pub mod schema;
 pub mod telemetry;

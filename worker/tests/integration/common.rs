@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use gatehouse_shared::jobs::{self, SendVerificationEmail};
 use gatehouse_shared::models::{NewUser, User};
+use gatehouse_testkit::process::Proc;
 use gatehouse_testkit::{MailSink, TestDb};
 use gatehouse_worker::config::WorkerConfig;
 use gatehouse_worker::state::WorkerState;
@@ -119,6 +120,33 @@ impl Ctx {
         }
         env
     }
+}
+
+/// Start the real API binary on this context's database; return it and its
+/// base URL once `/health/ready` answers 200.
+pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
+    let port = gatehouse_testkit::free_port();
+    let env: Vec<(&'static str, String)> = vec![
+        ("DATABASE_URL", ctx.db.url.clone()),
+        ("REDIS_URL", redis_url.to_owned()),
+        ("REDIS_NAMESPACE", ctx.namespace.clone()),
+        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
+        ("API_ADDR", format!("127.0.0.1:{port}")),
+        ("COOKIE_SECURE", "false".into()),
+    ];
+    let api = Proc::spawn("gatehouse-api", &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    gatehouse_testkit::eventually(std::time::Duration::from_secs(30), "API ready", || async {
+        let res = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+    (api, base)
 }
 
 fn leak(s: &str) -> &'static str {

@@ -115,30 +115,11 @@ impl Drop for PrivateRedis {
 async fn redis_down_during_signup_still_ends_in_a_delivered_email() {
     let ctx = Ctx::new().await;
     let mut redis = PrivateRedis::start(gatehouse_testkit::free_port());
-    let api_port = gatehouse_testkit::free_port();
     let mut env = ctx.worker_env(&[("REDIS_URL", &redis.url())]);
-    let api_env: Vec<(&'static str, String)> = vec![
-        ("DATABASE_URL", ctx.db.url.clone()),
-        ("REDIS_URL", redis.url()),
-        ("REDIS_NAMESPACE", ctx.namespace.clone()),
-        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
-        ("API_ADDR", format!("127.0.0.1:{api_port}")),
-        ("COOKIE_SECURE", "false".into()),
-    ];
-    let _api = Proc::spawn("gatehouse-api", &api_env);
     env.push(("RUST_LOG", "info".into()));
     let _worker = Proc::spawn("gatehouse-worker", &env);
-    let base = format!("http://127.0.0.1:{api_port}");
+    let (_api, base) = crate::common::spawn_api(&ctx, &redis.url()).await;
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "API ready", || async {
-        let res = client
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .ok()?;
-        (res.status() == 200).then_some(())
-    })
-    .await;
 
     redis.down();
     let res = client

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use gatehouse_testkit::eventually;
 use gatehouse_testkit::process::Proc;
 use serde_json::{Value, json};
 
@@ -11,16 +10,7 @@ use crate::common::Ctx;
 #[tokio::test(flavor = "multi_thread")]
 async fn signup_email_verify_login_through_the_binaries() {
     let ctx = Ctx::new().await;
-    let api_port = gatehouse_testkit::free_port();
-    let api_env: Vec<(&'static str, String)> = vec![
-        ("DATABASE_URL", ctx.db.url.clone()),
-        ("REDIS_URL", gatehouse_testkit::redis_url()),
-        ("REDIS_NAMESPACE", ctx.namespace.clone()),
-        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
-        ("API_ADDR", format!("127.0.0.1:{api_port}")),
-        ("COOKIE_SECURE", "false".into()),
-    ];
-    let mut api = Proc::spawn("gatehouse-api", &api_env);
+    let (mut api, base) = crate::common::spawn_api(&ctx, &gatehouse_testkit::redis_url()).await;
     let worker_env = ctx.worker_env(&[]);
     let worker_addr = worker_env
         .iter()
@@ -28,17 +18,7 @@ async fn signup_email_verify_login_through_the_binaries() {
         .map(|(_, v)| v.clone())
         .unwrap();
     let mut worker = Proc::spawn("gatehouse-worker", &worker_env);
-    let base = format!("http://127.0.0.1:{api_port}");
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "API ready", || async {
-        let res = client
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .ok()?;
-        (res.status() == 200).then_some(())
-    })
-    .await;
 
     let password = "an end to end passphrase";
     for email in ["code@example.com", "link@example.com"] {
