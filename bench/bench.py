@@ -15,7 +15,9 @@ Settings (environment):
   BENCH_VERIFIED     verified users beside them (default 1000000)
   BENCH_SIGNUP_RATE  signups/s in (f) (default 50)
   BENCH_PURGE_ME_DELAY_MS  pause per connection between GET /me requests
-                     before and during the purge (g); 0 = saturate (default 0)
+                     before and during the purge (g): a steady load well below
+                     saturation, so p99 shows interference, not CPU sharing;
+                     0 = saturate like (c) (default 10)
   BENCH_BIN          directory of gatehouse-api/-worker (set by run.sh)
   BENCH_ARGON2       path of the argon2 helper (set by run.sh)
   PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres), REDIS_URL (redis://127.0.0.1:6379)
@@ -57,7 +59,7 @@ SCENARIOS = set(os.environ.get("BENCH_SCENARIOS", "abcdefghijk").replace(",", ""
 STALE = env_int("BENCH_STALE", 1_000_000)
 VERIFIED = env_int("BENCH_VERIFIED", 1_000_000)
 SIGNUP_RATE = env_int("BENCH_SIGNUP_RATE", 50)
-PURGE_ME_DELAY_MS = env_int("BENCH_PURGE_ME_DELAY_MS", 0)
+PURGE_ME_DELAY_MS = env_int("BENCH_PURGE_ME_DELAY_MS", 10)
 BIN = Path(os.environ.get("BENCH_BIN", "/var/tmp/gatehouse-target/release"))
 ARGON2 = os.environ.get("BENCH_ARGON2", "")
 PGHOST = os.environ.get("PGHOST", "127.0.0.1")
@@ -754,7 +756,7 @@ def scenario_g(stack: Stack, tokens_file: Path) -> dict:
     admin = api.login(ADMIN_EMAIL, PASSWORD)["access_token"]
     pace = {"BENCH_DELAY_MS": str(PURGE_ME_DELAY_MS)} if PURGE_ME_DELAY_MS else {}
     env = {"BENCH_TOKENS": str(tokens_file), **pace}
-    log("(g) GET /me at 8 connections before the purge")
+    log(f"(g) GET /me at 8 connections before the purge (pause {PURGE_ME_DELAY_MS} ms per request)")
     before = wrk("g_me_before", "me.lua", 8, stack.url, extra_env=env)
     log(f"    before: {fmt_result(before)}")
     # GET /me for as long as the purge runs; stopped with SIGINT (wrk then
@@ -1083,9 +1085,10 @@ def report(results: dict) -> None:
         g = S["g_purge"]
         rows.append(("(g) purge 1M of 2M users", f"{g['rows_per_s']} rows/s", "", "", "",
                      f"{g['seconds']:.2f} s, {g['status']}"))
-        row("(g) GET /me, 8 conn, before purge", g["me_before"])
+        pace = f", {g['me_delay_ms']} ms pause" if g["me_delay_ms"] else ""
+        row(f"(g) GET /me, 8 conn{pace}, before purge", g["me_before"])
         if g.get("me_during"):
-            row("(g) GET /me, 8 conn, during purge", g["me_during"])
+            row(f"(g) GET /me, 8 conn{pace}, during purge", g["me_during"])
     if "h_memory_startup" in S:
         h = S["h_memory_startup"]
         rows.append(("(h) API memory, startup", "", "", "", "",
