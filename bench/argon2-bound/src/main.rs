@@ -73,10 +73,7 @@ fn main() {
                     std::thread::spawn(move || rate(&a, secs, best_reuse))
                 })
                 .collect();
-            let parallel: f64 = handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .sum();
+            let parallel: f64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
             println!(
                 "{{\"m_cost\":{m},\"t_cost\":{t},\"p_cost\":{p},\"seconds\":{secs},\
                  \"single_alloc_hps\":{alloc:.2},\"single_reuse_hps\":{reuse:.2},\
