@@ -181,12 +181,14 @@ impl User {
         batch: i64,
     ) -> QueryResult<usize> {
         diesel::sql_query(
-            "DELETE FROM users WHERE id IN (
+            // `= ANY(ARRAY(...))` makes each batch primary-key lookups; an
+            // `IN (subquery)` plan rescanned every stale row per batch.
+            "DELETE FROM users WHERE id = ANY(ARRAY(
                 SELECT id FROM users
                 WHERE NOT is_verified AND created_at < $1
                 ORDER BY created_at
                 LIMIT $2
-                FOR UPDATE SKIP LOCKED)
+                FOR UPDATE SKIP LOCKED))
              AND NOT is_verified",
         )
         .bind::<Timestamptz, _>(cutoff)
