@@ -173,6 +173,11 @@ pub struct ApiConfig {
     /// Concurrent password hashes (defaults to the number of cores).
     #[arg(long, env = "PASSWORD_HASH_CONCURRENCY")]
     pub password_hash_concurrency: Option<usize>,
+    /// Scheduling priority (nice, 0..=19) of the hashing threads: above 0,
+    /// request handling runs first and a login flood only gets the CPU
+    /// time left over. 0 leaves them at the process's priority.
+    #[arg(long, env = "PASSWORD_HASH_NICE", default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub password_hash_nice: i32,
     /// Minimum time between two verification emails of one account.
     #[arg(long, env = "VERIFY_RESEND_COOLDOWN", default_value = "60s", value_parser = parse_duration)]
     pub verify_resend_cooldown: Duration,
