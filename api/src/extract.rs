@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, header, request::Parts};
-use gatehouse_shared::models::{Session, User};
+use gatehouse_shared::models::User;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -218,8 +218,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .tokens
             .decode(token, TokenKind::Access)
             .map_err(|_| ApiError::invalid_token())?;
-        let mut conn = state.db.get().await?;
-        let user = Session::active_user(&mut conn, claims.sid, claims.sub)
+        let user = state
+            .sessions
+            .active_user(claims.sid, claims.sub)
             .await?
             .ok_or_else(ApiError::invalid_token)?;
         Ok(Self {

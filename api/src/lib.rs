@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::session_lookup::SessionLookup;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::state::{App, AppState};
@@ -61,14 +62,17 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
             .map(usize::from)
             .unwrap_or(2)
     });
-    let hasher = PasswordHasher::new(concurrency)?;
+    let hasher = PasswordHasher::new(concurrency, config.password_hash_nice)?;
     let allowed_origins = config.allowed_origins();
     let audit = audit::Audit::start(db.clone());
+    // A quarter of the pool for session checks; the rest for everything else.
+    let sessions = SessionLookup::start(db.clone(), (config.db.db_pool_size as usize / 4).max(1));
     Ok(AppState(Arc::new(App {
         config,
         db,
         tokens,
         hasher,
+        sessions,
         queues,
         trusted_proxies,
         allowed_origins,

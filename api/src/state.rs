@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::audit::Audit;
 use crate::auth::password::PasswordHasher;
+use crate::auth::session_lookup::SessionLookup;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::ratelimit::Limiter;
@@ -20,6 +21,7 @@ pub struct App {
     pub db: DbPool,
     pub tokens: TokenKeys,
     pub hasher: PasswordHasher,
+    pub sessions: SessionLookup,
     pub queues: Queues,
     pub trusted_proxies: Vec<IpNet>,
     pub allowed_origins: Vec<String>,

@@ -1,5 +1,6 @@
-//! Passwords, tokens and the refresh cookie.
+//! Passwords, tokens, the refresh cookie and the per-request session check.
 
 pub mod cookie;
 pub mod password;
+pub mod session_lookup;
 pub mod tokens;

@@ -307,3 +307,65 @@ async fn deleted_user_token_is_refused() {
     )
     .await;
 }
+
+/// Session checks of concurrent requests share queries (one pooled
+/// connection for them here, so they must queue and coalesce); each
+/// request still gets exactly its own answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_session_checks_each_get_their_own_answer() {
+    let app = TestApp::spawn_with(&[("db-pool-size", "2")]).await;
+    let mut cases = Vec::new(); // (access token, expected email or None)
+    for i in 0..12 {
+        let email = format!("many{i}@example.com");
+        let id = app
+            .insert_user(&email, gatehouse_shared::domain::Role::User, true)
+            .await;
+        let t = app.session_for(id).await;
+        if i % 4 == 3 {
+            let res = app
+                .client
+                .post(app.url("/auth/logout"))
+                .bearer_auth(&t.access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::NO_CONTENT);
+            cases.push((t.access.clone(), None));
+        } else {
+            cases.push((t.access.clone(), Some(email)));
+        }
+        // A well-signed token naming this live session but another user.
+        if i == 0 {
+            let claims = app
+                .state
+                .tokens
+                .decode(&t.access, gatehouse_api::auth::tokens::TokenKind::Access)
+                .unwrap();
+            let stranger = uuid::Uuid::now_v7();
+            let forged = app
+                .state
+                .tokens
+                .issue_access(stranger, claims.sid, "admin")
+                .unwrap()
+                .token;
+            cases.push((forged, None));
+        }
+    }
+    let requests = (0..5).flat_map(|_| cases.iter()).map(|(token, expected)| {
+        let app = &app;
+        async move {
+            let res = app.get_auth("/me", token).await;
+            match expected {
+                Some(email) => {
+                    assert_eq!(res.status(), StatusCode::OK);
+                    let me: Value = res.json().await.unwrap();
+                    assert_eq!(me["email"], email.as_str());
+                }
+                None => {
+                    problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+                }
+            }
+        }
+    });
+    futures::future::join_all(requests).await;
+}

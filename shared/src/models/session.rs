@@ -51,24 +51,22 @@ impl Session {
         self.revoked_at.is_none() && self.expires_at > now
     }
 
-    /// The user behind a live session, in one query. This runs on every
-    /// authenticated request: the token proves identity, the database
-    /// decides authority.
-    pub async fn active_user(
+    /// The users behind live sessions, in one query: each live session's id
+    /// with its user. This runs for every authenticated request (coalesced
+    /// by the API): the token proves identity, the database decides
+    /// authority. Callers check that the user is the one their token names.
+    pub async fn active_users(
         conn: &mut AsyncPgConnection,
-        session_id: Uuid,
-        user_id: Uuid,
-    ) -> QueryResult<Option<User>> {
+        session_ids: &[Uuid],
+    ) -> QueryResult<Vec<(Uuid, User)>> {
         sessions::table
             .inner_join(users::table)
-            .filter(sessions::id.eq(session_id))
-            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::id.eq_any(session_ids))
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(diesel::dsl::now))
-            .select(User::as_select())
-            .first(conn)
+            .select((sessions::id, User::as_select()))
+            .load(conn)
             .await
-            .optional()
     }
 
     pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
