@@ -951,6 +951,12 @@ def main() -> int:
         peak = sampler.stop()
         h["login_peak_rss_mib"] = round(peak / 1024, 1)
         log(f"    {fmt_result(S['b_login'])}; peak RSS {peak / 1024:.1f} MiB")
+        if "i" in SCENARIOS:
+            # The shared host's speed drifts over minutes (per-core rates of
+            # 47-67 hashes/s in one afternoon): measure (i) again right
+            # after (b); the budget uses the mean of both measurements.
+            check_busy("i")
+            S["i_argon2_after_b"] = scenario_i()
     if "c" in SCENARIOS:
         check_busy("c")
         log("(c) GET /me at 8 connections, alone")
@@ -1021,6 +1027,14 @@ def main() -> int:
     return 0 if all(b["pass"] for b in results["budgets"] if b["pass"] is not None) else 1
 
 
+def argon2_bound(S: dict) -> dict:
+    """(i): the mean of the measurements before the stack starts and right after (b)."""
+    runs = [S[k] for k in ("i_argon2", "i_argon2_after_b") if k in S]
+    mean = lambda key: sum(r[key] for r in runs) / len(runs)
+    return {"bound_hps": mean("bound_hps"), "per_core_hps": mean("per_core_hps"),
+            "parallel_hps": mean("parallel_hps"), "cores": runs[0]["cores"], "runs": len(runs)}
+
+
 def budgets(S: dict) -> list[dict]:
     out = []
 
@@ -1029,7 +1043,7 @@ def budgets(S: dict) -> list[dict]:
                     "pass": None if ok is None else bool(ok)})
 
     if "b_login" in S and "i_argon2" in S:
-        v = S["b_login"]["rps"] / S["i_argon2"]["bound_hps"]
+        v = S["b_login"]["rps"] / argon2_bound(S)["bound_hps"]
         add("login (b) >= 90% of argon2id bound (i)", round(v, 3), 0.9, v >= 0.9)
     if "c_me_alone_vs_flood" in S:
         c = S["c_me_alone_vs_flood"]
@@ -1066,7 +1080,12 @@ def report(results: dict) -> None:
     if "a_me" in S:
         row("(a) GET /me, 64 conn", S["a_me"])
     if "b_login" in S:
-        row("(b) POST /auth/login, 16 conn", S["b_login"])
+        note = ""
+        if "i_argon2" in S:
+            i = argon2_bound(S)
+            note = (f"{S['b_login']['rps'] / i['parallel_hps']:.2f} of what {i['cores']} "
+                    f"hashing threads at once do in (i)")
+        row("(b) POST /auth/login, 16 conn", S["b_login"], note)
     if "c_me_alone_vs_flood" in S:
         c = S["c_me_alone_vs_flood"]
         row("(c) GET /me, 8 conn, alone", c["alone"])
@@ -1096,9 +1115,10 @@ def report(results: dict) -> None:
                      f"idle after load {h.get('idle_rss_after_load_mib')} MiB; ready in "
                      f"{h['startup']['api_ready_s']} s"))
     if "i_argon2" in S:
-        i = S["i_argon2"]
+        i = argon2_bound(S)
+        each = " and ".join(f"{S[k]['per_core_hps']:.1f}" for k in ("i_argon2", "i_argon2_after_b") if k in S)
         rows.append(("(i) argon2id bound", f"{i['bound_hps']:.1f} hashes/s", "", "", "",
-                     f"{i['per_core_hps']:.1f}/s per core x {i['cores']}; "
+                     f"{i['per_core_hps']:.1f}/s per core (mean of {each}) x {i['cores']}; "
                      f"{i['cores']} threads at once {i['parallel_hps']:.1f}/s"))
     if "j_pgbench" in S:
         rows.append(("(j) pgbench -S -M prepared, 64 cl", f"{S['j_pgbench']['tps']:.0f}", "", "", "",

@@ -1,7 +1,7 @@
 //! Wire types shared by several routes.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use gatehouse_shared::domain::Role;
+use gatehouse_shared::domain::{PersonName, Role};
 use gatehouse_shared::models::User;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
@@ -19,6 +19,23 @@ pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
     match t {
         Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
+    }
+}
+
+/// A name field of a PATCH body: absent = no change (`None`), `null` or
+/// blank = clear (`Some(None)`). An invalid name is added to `errors`, so
+/// every bad field is reported at once.
+pub fn name_patch(
+    field: &str,
+    value: Option<Option<String>>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<PersonName>> {
+    match PersonName::parse_optional(value?.as_deref()) {
+        Ok(name) => Some(name),
+        Err(e) => {
+            errors.push(FieldError::from_invalid(field, e));
+            None
+        }
     }
 }
 

@@ -46,6 +46,20 @@ pub async fn clear_redis_namespace(url: &str, namespace: &str) {
 }
 
 /// A free TCP port on 127.0.0.1.
+/// Command-line arguments for `program`: `--name value` for each of
+/// `defaults`, except those named again in `overrides`, then `overrides`.
+pub fn cli_args(program: &str, defaults: &[(&str, &str)], overrides: &[(&str, &str)]) -> Vec<String> {
+    let mut args = vec![program.to_owned()];
+    let kept = defaults
+        .iter()
+        .filter(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+    for (name, value) in kept.chain(overrides) {
+        args.push(format!("--{name}"));
+        args.push((*value).to_owned());
+    }
+    args
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -241,6 +241,8 @@ impl PasswordHasher {
             }
         }))?;
         // Sleep through most of the expected wait, then look every POLL.
+        // With more time, this would signal answers through an eventfd the
+        // runtime's I/O driver watches (lock-free, no polling).
         tokio::time::sleep(expected.mul_f32(0.9)).await;
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

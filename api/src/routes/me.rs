@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use gatehouse_shared::domain::{Password, PersonName};
+use gatehouse_shared::domain::Password;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::{self, ProfileChanges};
-use crate::dto::{UserOut, double_option};
+use crate::dto::{UserOut, double_option, name_patch};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{ApiJson, AuthUser};
 use crate::state::AppState;
@@ -54,18 +54,8 @@ pub struct UpdateMeRequest {
 impl UpdateMeRequest {
     fn parse(self, email: &gatehouse_shared::domain::Email) -> Result<ProfileChanges, ApiError> {
         let mut errors = Vec::new();
-        let mut name = |field: &str, v: Option<Option<String>>| match v {
-            None => None,
-            Some(v) => match PersonName::parse_optional(v.as_deref()) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errors.push(FieldError::from_invalid(field, e));
-                    None
-                }
-            },
-        };
-        let first_name = name("first_name", self.first_name);
-        let last_name = name("last_name", self.last_name);
+        let first_name = name_patch("first_name", self.first_name, &mut errors);
+        let last_name = name_patch("last_name", self.last_name, &mut errors);
         let new_password = match (self.password, self.current_password) {
             (None, None) => None,
             (None, Some(_)) => {

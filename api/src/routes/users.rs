@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use gatehouse_shared::domain::{Email, PersonName, Role};
+use gatehouse_shared::domain::{Email, Role};
 use gatehouse_shared::models::{User, UserFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin::{self, UserUpdate};
-use crate::dto::{PageOut, UserOut, double_option, page_bounds};
+use crate::dto::{PageOut, UserOut, double_option, name_patch, page_bounds};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, ClientIp, IdPath};
 use crate::state::AppState;
@@ -160,18 +160,8 @@ impl UpdateUserRequest {
     /// Validate every field, reporting all failures at once.
     fn parse(self) -> Result<UserUpdate, ApiError> {
         let mut errors = Vec::new();
-        let mut name = |field: &str, v: Option<Option<String>>| match v {
-            None => None,
-            Some(v) => match PersonName::parse_optional(v.as_deref()) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errors.push(FieldError::from_invalid(field, e));
-                    None
-                }
-            },
-        };
-        let first_name = name("first_name", self.first_name);
-        let last_name = name("last_name", self.last_name);
+        let first_name = name_patch("first_name", self.first_name, &mut errors);
+        let last_name = name_patch("last_name", self.last_name, &mut errors);
         let email = match self.email.as_deref().map(Email::parse) {
             None => None,
             Some(Ok(email)) => Some(email),

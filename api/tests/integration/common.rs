@@ -34,7 +34,7 @@ impl TestApp {
         let db = TestDb::new().await;
         let namespace = gatehouse_testkit::redis_namespace();
         let redis_url = gatehouse_testkit::redis_url();
-        let mut flags: Vec<(&str, &str)> = vec![
+        let defaults = [
             ("database-url", db.url.as_str()),
             ("redis-url", redis_url.as_str()),
             ("redis-namespace", namespace.as_str()),
@@ -42,15 +42,7 @@ impl TestApp {
             ("cookie-secure", "false"),
             ("db-pool-size", "4"),
         ];
-        for (k, v) in extra {
-            flags.retain(|(name, _)| name != k);
-            flags.push((k, v));
-        }
-        let mut args = vec!["gatehouse-api".to_owned()];
-        for (k, v) in flags {
-            args.push(format!("--{k}"));
-            args.push(v.to_owned());
-        }
+        let args = gatehouse_testkit::cli_args("gatehouse-api", &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();
         let state = gatehouse_api::build_state(cli.config).unwrap();
         gatehouse_api::accounts::bootstrap_admin(&state)

@@ -25,8 +25,8 @@ impl Ctx {
         let namespace = gatehouse_testkit::redis_namespace();
         let mail = MailSink::start().await;
         let (redis, smtp) = (gatehouse_testkit::redis_url(), mail.url());
-        let mut flags: Vec<(&str, &str)> = vec![
-            ("database-url", &db.url),
+        let defaults = [
+            ("database-url", db.url.as_str()),
             ("redis-url", &redis),
             ("redis-namespace", &namespace),
             ("mail-transport", "smtp"),
@@ -34,15 +34,7 @@ impl Ctx {
             ("public-url", "https://app.example.com"),
             ("db-pool-size", "4"),
         ];
-        for (k, v) in extra {
-            flags.retain(|(name, _)| name != k);
-            flags.push((k, v));
-        }
-        let mut args = vec!["gatehouse-worker".to_owned()];
-        for (k, v) in flags {
-            args.push(format!("--{k}"));
-            args.push(v.to_owned());
-        }
+        let args = gatehouse_testkit::cli_args("gatehouse-worker", &defaults, extra);
         let config = WorkerConfig::try_parse_from(args).unwrap();
         let state = gatehouse_worker::build_state(config).unwrap();
         Self {
