@@ -48,7 +48,11 @@ pub async fn clear_redis_namespace(url: &str, namespace: &str) {
 /// A free TCP port on 127.0.0.1.
 /// Command-line arguments for `program`: `--name value` for each of
 /// `defaults`, except those named again in `overrides`, then `overrides`.
-pub fn cli_args(program: &str, defaults: &[(&str, &str)], overrides: &[(&str, &str)]) -> Vec<String> {
+pub fn cli_args(
+    program: &str,
+    defaults: &[(&str, &str)],
+    overrides: &[(&str, &str)],
+) -> Vec<String> {
     let mut args = vec![program.to_owned()];
     let kept = defaults
         .iter()
