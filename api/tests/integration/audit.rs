@@ -149,26 +149,14 @@ async fn authentication_events_are_recorded_with_ip() {
 
     // logout, then logout of every session
     let t = app.login("ada@example.com", PASSWORD).await;
-    let res = app
-        .client
-        .post(app.url("/auth/logout"))
-        .bearer_auth(&t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_auth("/auth/logout", &t.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let e = one_event(&app, &admin, Some(ada), "logout").await;
     assert_eq!(e["details"]["sessions_revoked"], 1);
     assert_eq!(e["ip"], "127.0.0.1");
     let t = app.login("ada@example.com", PASSWORD).await;
     app.login("ada@example.com", PASSWORD).await;
-    let res = app
-        .client
-        .post(app.url("/auth/logout?scope=all"))
-        .bearer_auth(&t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_auth("/auth/logout?scope=all", &t.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let e = one_event(&app, &admin, Some(ada), "logout_all").await;
     assert_eq!(e["details"]["sessions_revoked"], 2);

@@ -83,6 +83,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST without a body, authenticated with `token` (logout and the like).
+    pub async fn post_auth(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))

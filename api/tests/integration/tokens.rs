@@ -176,13 +176,7 @@ async fn logout_rejects_the_old_access_token_at_once() {
     let app = TestApp::spawn().await;
     let t = app.logged_in("bye@example.com").await;
     let other = app.login("bye@example.com", PASSWORD).await;
-    let res = app
-        .client
-        .post(app.url("/auth/logout"))
-        .bearer_auth(&t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_auth("/auth/logout", &t.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
         res.headers()["set-cookie"]
@@ -213,13 +207,7 @@ async fn logout_all_ends_every_session() {
     let app = TestApp::spawn().await;
     let a = app.logged_in("all@example.com").await;
     let b = app.login("all@example.com", PASSWORD).await;
-    let res = app
-        .client
-        .post(app.url("/auth/logout?scope=all"))
-        .bearer_auth(&a.access)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_auth("/auth/logout?scope=all", &a.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     for token in [&a.access, &b.access] {
         problem(
@@ -230,12 +218,8 @@ async fn logout_all_ends_every_session() {
         .await;
     }
     let res = app
-        .client
-        .post(app.url("/auth/logout?scope=everything"))
-        .bearer_auth(&b.access)
-        .send()
-        .await
-        .unwrap();
+        .post_auth("/auth/logout?scope=everything", &b.access)
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -322,13 +306,7 @@ async fn concurrent_session_checks_each_get_their_own_answer() {
             .await;
         let t = app.session_for(id).await;
         if i % 4 == 3 {
-            let res = app
-                .client
-                .post(app.url("/auth/logout"))
-                .bearer_auth(&t.access)
-                .send()
-                .await
-                .unwrap();
+            let res = app.post_auth("/auth/logout", &t.access).await;
             assert_eq!(res.status(), StatusCode::NO_CONTENT);
             cases.push((t.access.clone(), None));
         } else {
