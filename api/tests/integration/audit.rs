@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gatehouse_shared::domain::Role;
-use gatehouse_shared::models::verification::{code_hash, link_hash};
-use gatehouse_shared::models::{AuditAction, AuditEvent, EmailVerification};
+use gatehouse_shared::models::{AuditAction, AuditEvent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -42,25 +41,6 @@ fn uuid(v: &Value) -> Option<Uuid> {
     v.as_str().map(|s| s.parse().unwrap())
 }
 
-/// Store a known code and link for a user, as the worker would.
-async fn issue_code(app: &TestApp, user_id: Uuid, code: &str, token: &str) {
-    let now = Utc::now();
-    let row = EmailVerification {
-        user_id,
-        code_hash: code_hash(user_id, code),
-        code_expires_at: now + chrono::Duration::minutes(15),
-        link_hash: link_hash(token),
-        link_expires_at: now + chrono::Duration::hours(24),
-        attempts: 0,
-        job_id: Uuid::now_v7(),
-        requested_at: now,
-        sent_at: Some(now),
-        created_at: now,
-    };
-    let mut conn = app.db.conn().await;
-    assert!(row.replace(&mut conn).await.unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn authentication_events_are_recorded_with_ip() {
     let app = TestApp::spawn().await;
@@ -90,7 +70,13 @@ async fn authentication_events_are_recorded_with_ip() {
     assert_eq!(e["details"]["reason"], "email_not_verified");
 
     // email_verified, by code; a repeat records nothing new
-    issue_code(&app, ada, "123456", &"k".repeat(64)).await;
+    app.issue_verification(
+        ada,
+        "123456",
+        &"k".repeat(64),
+        chrono::Duration::minutes(15),
+    )
+    .await;
     for _ in 0..2 {
         let res = app
             .post(
@@ -210,7 +196,8 @@ async fn link_verification_is_recorded_once() {
     let admin = app.admin("auditor@example.com").await;
     let id = uuid(&app.signup("link@example.com").await["id"]).unwrap();
     let token = "L".repeat(64);
-    issue_code(&app, id, "654321", &token).await;
+    app.issue_verification(id, "654321", &token, chrono::Duration::minutes(15))
+        .await;
     for _ in 0..2 {
         let res = app.post("/auth/verify", json!({"token": token})).await;
         assert_eq!(res.status(), StatusCode::OK);

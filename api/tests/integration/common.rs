@@ -295,3 +295,33 @@ impl TestApp {
         self.state.audit.flush().await;
     }
 }
+
+impl TestApp {
+    /// Store a known code (valid for `code_ttl`) and link (24 h) for a
+    /// user, as the worker would after sending the email.
+    pub async fn issue_verification(
+        &self,
+        user_id: Uuid,
+        code: &str,
+        token: &str,
+        code_ttl: chrono::Duration,
+    ) {
+        use gatehouse_shared::models::EmailVerification;
+        use gatehouse_shared::models::verification::{code_hash, link_hash};
+        let now = chrono::Utc::now();
+        let row = EmailVerification {
+            user_id,
+            code_hash: code_hash(user_id, code),
+            code_expires_at: now + code_ttl,
+            link_hash: link_hash(token),
+            link_expires_at: now + chrono::Duration::hours(24),
+            attempts: 0,
+            job_id: Uuid::now_v7(),
+            requested_at: now,
+            sent_at: Some(now),
+            created_at: now,
+        };
+        let mut conn = self.db.conn().await;
+        assert!(row.replace(&mut conn).await.unwrap());
+    }
+}

@@ -1,30 +1,9 @@
 use chrono::{Duration, Utc};
-use gatehouse_shared::models::EmailVerification;
-use gatehouse_shared::models::verification::{code_hash, link_hash};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::common::{PASSWORD, TestApp, problem};
-
-/// Store a known code and link for a user, as the worker would.
-async fn issue(app: &TestApp, user_id: Uuid, code: &str, token: &str, code_ttl: Duration) {
-    let now = Utc::now();
-    let row = EmailVerification {
-        user_id,
-        code_hash: code_hash(user_id, code),
-        code_expires_at: now + code_ttl,
-        link_hash: link_hash(token),
-        link_expires_at: now + Duration::hours(24),
-        attempts: 0,
-        job_id: Uuid::now_v7(),
-        requested_at: now,
-        sent_at: Some(now),
-        created_at: now,
-    };
-    let mut conn = app.db.conn().await;
-    assert!(row.replace(&mut conn).await.unwrap());
-}
 
 async fn signup_id(app: &TestApp, email: &str) -> Uuid {
     app.signup(email).await["id"]
@@ -38,7 +17,8 @@ async fn signup_id(app: &TestApp, email: &str) -> Uuid {
 async fn code_verifies_then_login_works_and_repeat_is_harmless() {
     let app = TestApp::spawn().await;
     let id = signup_id(&app, "code@example.com").await;
-    issue(&app, id, "123456", &"a".repeat(64), Duration::minutes(15)).await;
+    app.issue_verification(id, "123456", &"a".repeat(64), Duration::minutes(15))
+        .await;
     let res = app
         .post(
             "/auth/verify",
@@ -64,7 +44,8 @@ async fn link_token_verifies() {
     let app = TestApp::spawn().await;
     let id = signup_id(&app, "link@example.com").await;
     let token = "b".repeat(64);
-    issue(&app, id, "654321", &token, Duration::minutes(15)).await;
+    app.issue_verification(id, "654321", &token, Duration::minutes(15))
+        .await;
     let res = app.post("/auth/verify", json!({"token": token})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
@@ -89,7 +70,8 @@ async fn link_token_verifies() {
 async fn five_wrong_codes_kill_the_code() {
     let app = TestApp::spawn().await;
     let id = signup_id(&app, "guess@example.com").await;
-    issue(&app, id, "111111", &"d".repeat(64), Duration::minutes(15)).await;
+    app.issue_verification(id, "111111", &"d".repeat(64), Duration::minutes(15))
+        .await;
     for wrong in ["000000", "222222", "abc", "333333", "444444"] {
         let res = app
             .post(
@@ -119,7 +101,8 @@ async fn five_wrong_codes_kill_the_code() {
 async fn expired_code_and_unknown_email_are_invalid() {
     let app = TestApp::spawn().await;
     let id = signup_id(&app, "late@example.com").await;
-    issue(&app, id, "777777", &"e".repeat(64), Duration::seconds(-1)).await;
+    app.issue_verification(id, "777777", &"e".repeat(64), Duration::seconds(-1))
+        .await;
     let res = app
         .post(
             "/auth/verify",
