@@ -83,6 +83,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /me` with `token` is refused: 401 `invalid_token`.
+    pub async fn assert_token_refused(&self, token: &str) {
+        problem(
+            self.get_auth("/me", token).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        )
+        .await;
+    }
+
     /// POST without a body, authenticated with `token` (logout and the like).
     pub async fn post_auth(&self, path: &str, token: &str) -> Response {
         self.client
