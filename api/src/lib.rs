@@ -65,8 +65,8 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let hasher = PasswordHasher::new(concurrency, config.password_hash_nice)?;
     let allowed_origins = config.allowed_origins();
     let audit = audit::Audit::start(db.clone());
-    // A quarter of the pool for session checks; the rest for everything else.
-    let sessions = SessionLookup::start(db.clone(), (config.db.db_pool_size as usize / 4).max(1));
+    // A quarter of the pool for session checks (at least one; `start` clamps).
+    let sessions = SessionLookup::start(db.clone(), config.db.db_pool_size as usize / 4);
     Ok(AppState(Arc::new(App {
         config,
         db,
