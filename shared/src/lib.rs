@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod jobs;
+pub mod keys;
 pub mod models;
 pub mod process;
 pub mod queue;
