@@ -164,9 +164,7 @@ impl PublicJwk {
         let bytes = URL_SAFE_NO_PAD
             .decode(&self.x)
             .map_err(|_| KeyError::MalformedPublicKey)?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| KeyError::MalformedPublicKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| KeyError::MalformedPublicKey)?;
         if thumbprint(&self.x) != self.kid {
             return Err(KeyError::MalformedPublicKey);
         }

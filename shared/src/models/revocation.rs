@@ -45,7 +45,8 @@ pub const FEED_LOCK_KEY: i64 = 0x6761_7465_7265_766b; // "gaterevk"
 
 /// `not_before` of a change happening now: the next whole second, from the
 /// database clock, never moving backwards.
-const NEXT_SECOND: &str = "GREATEST(not_before, floor(extract(epoch FROM clock_timestamp()))::bigint + 1)";
+const NEXT_SECOND: &str =
+    "GREATEST(not_before, floor(extract(epoch FROM clock_timestamp()))::bigint + 1)";
 
 /// One entry of the revocation feed: access tokens of session `sid` with
 /// `iat < not_before` are dead.
