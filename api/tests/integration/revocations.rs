@@ -169,3 +169,77 @@ async fn cursor_order_is_commit_order() {
     assert!(a_entries[0].cursor < b_entries[0].cursor);
     assert_eq!(feed(c).await.len(), 2);
 }
+
+/// Subscribe to the feed channel of `namespace`.
+async fn subscribe(namespace: &str) -> redis::aio::PubSub {
+    let client = redis::Client::open(gatehouse_testkit::redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(gatehouse_shared::feed::channel(namespace))
+        .await
+        .unwrap();
+    pubsub
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_entries_are_published_once_by_several_replicas() {
+    use futures::StreamExt;
+    let db = TestDb::new().await;
+    let namespace = gatehouse_testkit::redis_namespace();
+    let args = gatehouse_shared::config::DatabaseArgs {
+        database_url: db.url.clone(),
+        db_pool_size: 2,
+        db_pool_timeout: Duration::from_secs(5),
+    };
+    let redis_args = gatehouse_shared::config::RedisArgs {
+        redis_url: gatehouse_testkit::redis_url(),
+        redis_namespace: namespace.clone(),
+        redis_response_timeout: Duration::from_secs(5),
+    };
+    let c = &mut db.conn().await;
+    let ada = user(c, "ada@example.com").await;
+    let sessions = [session(c, ada).await, session(c, ada).await, session(c, ada).await];
+    // An entry from before the publishers started is not pushed again.
+    Session::end(c, sessions[0], "logout").await.unwrap();
+
+    let mut pubsub = subscribe(&namespace).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for _ in 0..3 {
+        let pool = gatehouse_shared::db::build_pool(&args).unwrap();
+        let redis = gatehouse_shared::queue::Redis::new(&redis_args).unwrap();
+        tokio::spawn(gatehouse_shared::feed::run_publisher(
+            db.url.clone(),
+            pool,
+            redis,
+            namespace.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    // Let the publishers start listening.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let one = Session::end(c, sessions[1], "logout").await.unwrap();
+    let all = Session::end_all_for_user(c, ada, None, "logout_all")
+        .await
+        .unwrap();
+
+    let mut messages = pubsub.on_message();
+    let mut got = Vec::new();
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(1500), messages.next()).await
+    {
+        let v: serde_json::Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        got.push(v);
+    }
+    let expected: Vec<serde_json::Value> = one
+        .iter()
+        .chain(&all)
+        .map(|e| serde_json::json!({"cursor": e.cursor, "sid": e.sid, "not_before": e.not_before}))
+        .collect();
+    // Each entry exactly once, in commit order, promptly.
+    assert_eq!(got, expected);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let _ = stop_tx.send(true);
+    drop(messages);
+    gatehouse_testkit::clear_redis_namespace(&gatehouse_testkit::redis_url(), &namespace).await;
+}
