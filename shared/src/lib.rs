@@ -11,6 +11,7 @@ pub mod keys;
 pub mod models;
 pub mod process;
 pub mod queue;
+pub mod rotation;
 pub mod schema;
 pub mod telemetry;
 

@@ -212,3 +212,73 @@ async fn a_replica_picks_up_a_rotation_on_reload() {
     assert_eq!(&hs.snapshot().jwks.body[..], br#"{"keys":[]}"#);
     assert!(hs.snapshot().signer.kid.starts_with("hs256-"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_tick_runs_once_however_many_workers_fire_it() {
+    let db = TestDb::new().await;
+    let args = gatehouse_shared::config::DatabaseArgs {
+        database_url: db.url.clone(),
+        db_pool_size: 4,
+        db_pool_timeout: Duration::from_secs(5),
+    };
+    let pool = gatehouse_shared::db::build_pool(&args).unwrap();
+    let sealer = KeySealer::new(SECRET);
+    SigningKey::ensure(&mut db.conn().await, &sealer)
+        .await
+        .unwrap();
+    // Publication waits are zero-length here, so the tick really rotates.
+    let t = KeyTiming {
+        refresh_interval: Duration::from_millis(1),
+        jwks_max_age: Duration::from_millis(1),
+        access_token_ttl: Duration::from_secs(900),
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let tick = DateTime::<Utc>::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let runs = (0..4).map(|i| {
+        let (pool, sealer) = (pool.clone(), sealer.clone());
+        tokio::spawn(async move {
+            gatehouse_shared::rotation::run_scheduled(&pool, &sealer, &t, &format!("w{i}"), tick)
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes: Vec<Option<Rotation>> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ran: Vec<&Rotation> = outcomes.iter().flatten().collect();
+    assert_eq!(ran.len(), 1, "{outcomes:?}");
+    assert!(matches!(ran[0], Rotation::Rotated { .. }));
+    let s = states(&db).await;
+    assert_eq!(
+        (
+            count(&s, "current"),
+            count(&s, "next"),
+            count(&s, "previous")
+        ),
+        (1, 1, 1)
+    );
+    // One run recorded, with what it did.
+    let mut conn = db.conn().await;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use gatehouse_shared::schema::job_runs;
+    let rows: Vec<(String, String, String, Option<Value>)> = job_runs::table
+        .select((
+            job_runs::job,
+            job_runs::trigger,
+            job_runs::status,
+            job_runs::details,
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (job, trigger, status, details) = &rows[0];
+    assert_eq!(
+        (job.as_str(), trigger.as_str(), status.as_str()),
+        ("rotate-keys", "schedule", "succeeded")
+    );
+    assert_eq!(details.as_ref().unwrap()["outcome"], "rotated");
+}

@@ -198,7 +198,11 @@ async fn committed_entries_are_published_once_by_several_replicas() {
     };
     let c = &mut db.conn().await;
     let ada = user(c, "ada@example.com").await;
-    let sessions = [session(c, ada).await, session(c, ada).await, session(c, ada).await];
+    let sessions = [
+        session(c, ada).await,
+        session(c, ada).await,
+        session(c, ada).await,
+    ];
     // An entry from before the publishers started is not pushed again.
     Session::end(c, sessions[0], "logout").await.unwrap();
 
@@ -228,7 +232,8 @@ async fn committed_entries_are_published_once_by_several_replicas() {
     while let Ok(Some(msg)) =
         tokio::time::timeout(Duration::from_millis(1500), messages.next()).await
     {
-        let v: serde_json::Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
         got.push(v);
     }
     let expected: Vec<serde_json::Value> = one
