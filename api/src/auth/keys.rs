@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(&a.body[..], br#"{"keys":[]}"#);
         assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
         let pair = gatehouse_shared::keys::KeyPair::generate().expect("key");
-        let b = render_jwks(&[pair.jwk.clone()]);
+        let b = render_jwks(std::slice::from_ref(&pair.jwk));
         assert_ne!(a.etag, b.etag);
         assert_eq!(b.etag, render_jwks(&[pair.jwk]).etag);
     }
