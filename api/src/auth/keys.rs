@@ -142,6 +142,15 @@ impl KeyRing {
         self.algorithm
     }
 
+    /// Seals new private keys (admin rotation).
+    pub fn sealer(&self) -> &KeySealer {
+        &self.sealer
+    }
+
+    pub fn timing(&self) -> &KeyTiming {
+        &self.timing
+    }
+
     pub fn snapshot(&self) -> Arc<KeySnapshot> {
         match self.snapshot.read() {
             Ok(guard) => guard.clone(),
