@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let state = gatehouse_worker::build_state(config)?;
-        gatehouse_worker::run(state, gatehouse_shared::process::shutdown_signal()).await
+        gatehouse_worker::serve(state, gatehouse_shared::process::shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,10 +8,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, ProfileChanges};
-use crate::dto::{UserOut, double_option, name_patch};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
-use crate::extract::{ApiJson, AuthUser};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::dto::{UserOut, double_option, name_patch};
+use crate::http::extract::ApiJson;
+use crate::http::responses::{BadJson, Unauthenticated};
+use crate::me::{self, ProfileChanges};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     get, path = "/me", tag = "me",
     responses(
         (status = 200, description = "The current user.", body = UserOut),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -103,11 +105,8 @@ impl UpdateMeRequest {
     request_body = UpdateMeRequest,
     responses(
         (status = 200, description = "The updated user.", body = UserOut),
-        (status = 400, description = "Malformed JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, unknown field, weak password or wrong current password.", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        BadJson,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -119,6 +118,6 @@ async fn update_me(
     let email = gatehouse_shared::domain::Email::parse(&auth.user.email)
         .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
     let changes = body.parse(&email)?;
-    let user = accounts::update_profile(&state, &auth.user, auth.session_id, changes).await?;
+    let user = me::update_profile(&state, &auth.user, auth.session_id, changes).await?;
     Ok(Json(user.into()))
 }

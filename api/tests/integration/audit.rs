@@ -505,7 +505,7 @@ async fn bench_enqueue_path() {
         "burst of {burst}: {:.0} ns/event, dropped {} (queue capacity {})",
         elapsed.as_nanos() as f64 / f64::from(burst),
         audit.dropped(),
-        gatehouse_api::audit::QUEUE_CAPACITY,
+        gatehouse_api::audit::writer::QUEUE_CAPACITY,
     );
 }
 
@@ -515,7 +515,7 @@ async fn unaudited_server(app: &TestApp) -> String {
     let Ok(mut inner) = Arc::try_unwrap(state.0) else {
         panic!("state shared")
     };
-    inner.audit = gatehouse_api::audit::Audit::disabled();
+    inner.audit = gatehouse_api::audit::AuditWriter::disabled();
     let state = gatehouse_api::state::AppState(Arc::new(inner));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -75,8 +75,7 @@ impl Ctx {
     /// Write the outbox row of a verification email and return its job.
     pub async fn verification_job(&self, user_id: Uuid) -> SendVerificationEmail {
         let mut conn = self.db.conn().await;
-        let entry = jobs::outbox::send_verification(user_id)
-            .insert(&mut conn)
+        let entry = jobs::enqueue(&mut conn, &SendVerificationEmail::new(user_id))
             .await
             .unwrap();
         serde_json::from_value(entry.payload).unwrap()
