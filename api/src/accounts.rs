@@ -171,7 +171,8 @@ pub async fn verify_code(
                 return Err(invalid_code());
             };
             let expected = verification::code_hash(user.id, code);
-            let matches = well_formed && bool::from(row.code_hash.as_bytes().ct_eq(expected.as_bytes()));
+            let matches =
+                well_formed && bool::from(row.code_hash.as_bytes().ct_eq(expected.as_bytes()));
             if !matches {
                 EmailVerification::record_failed_attempt(conn, user.id).await?;
                 return Ok(CodeCheck::Wrong);

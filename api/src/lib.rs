@@ -45,9 +45,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::session_check::SessionCheck;
 use crate::auth::tokens::TokenKeys;
+use crate::config::ApiConfig;
 use crate::hashing::PasswordHasher;
 use crate::http::middleware;
-use crate::config::ApiConfig;
 use crate::state::{App, AppState};
 
 /// Build the state from config: pool, Redis, keys, hasher.

@@ -9,9 +9,9 @@ use gatehouse_shared::models::{AuditAction, AuditEvent, NewSession, Session, Use
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::hashing::Verified;
 use crate::auth::tokens::TokenKind;
 use crate::error::{ApiError, ApiResult};
+use crate::hashing::Verified;
 use crate::ratelimit::Class;
 use crate::state::AppState;
 

@@ -12,8 +12,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::audit::AuditWriter;
 use crate::auth::session_check::SessionCheck;
 use crate::auth::tokens::TokenKeys;
-use crate::hashing::PasswordHasher;
 use crate::config::ApiConfig;
+use crate::hashing::PasswordHasher;
 use crate::ratelimit::Limiter;
 
 pub struct App {

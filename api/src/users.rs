@@ -38,7 +38,11 @@ fn email_taken() -> ApiError {
 }
 
 /// Newest first, filtered, with the total count.
-pub async fn list(state: &AppState, filter: &UserFilter, page: PageRequest) -> ApiResult<Page<User>> {
+pub async fn list(
+    state: &AppState,
+    filter: &UserFilter,
+    page: PageRequest,
+) -> ApiResult<Page<User>> {
     let mut conn = state.db.get().await?;
     Ok(User::list(&mut conn, filter, page).await?)
 }

@@ -11,7 +11,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::state::WorkerState;
 
-
 #[derive(Clone)]
 struct HttpState {
     worker: WorkerState,

@@ -10,9 +10,9 @@ mod pool;
 
 use std::sync::Arc;
 
+use argon2::Params;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::Params;
 use gatehouse_shared::domain::Password;
 
 pub use argon::{M_COST, P_COST, T_COST};
@@ -62,11 +62,12 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
         let secret = password.expose().to_owned();
         let params = self.params.clone();
-        self.pool.run(move |memory| {
-            let salt = SaltString::generate(&mut OsRng);
-            hash_with(&params, secret.as_bytes(), &salt, memory)
-        })
-        .await?
+        self.pool
+            .run(move |memory| {
+                let salt = SaltString::generate(&mut OsRng);
+                hash_with(&params, secret.as_bytes(), &salt, memory)
+            })
+            .await?
     }
 
     /// Verify against a stored PHC string. A malformed stored hash never
@@ -75,27 +76,28 @@ impl PasswordHasher {
         let secret = password.expose().to_owned();
         let stored = stored.to_owned();
         let wanted = self.params.clone();
-        self.pool.run(move |memory| {
-            let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Verified {
-                    ok: false,
-                    needs_rehash: false,
+        self.pool
+            .run(move |memory| {
+                let Ok(parsed) = PasswordHash::new(&stored) else {
+                    return Verified {
+                        ok: false,
+                        needs_rehash: false,
+                    };
                 };
-            };
-            let ok = verify_with(&parsed, secret.as_bytes(), memory);
-            let current = Params::try_from(&parsed).ok();
-            let same = parsed.algorithm.as_str() == "argon2id"
-                && current.is_some_and(|p| {
-                    p.m_cost() == wanted.m_cost()
-                        && p.t_cost() == wanted.t_cost()
-                        && p.p_cost() == wanted.p_cost()
-                });
-            Verified {
-                ok,
-                needs_rehash: ok && !same,
-            }
-        })
-        .await
+                let ok = verify_with(&parsed, secret.as_bytes(), memory);
+                let current = Params::try_from(&parsed).ok();
+                let same = parsed.algorithm.as_str() == "argon2id"
+                    && current.is_some_and(|p| {
+                        p.m_cost() == wanted.m_cost()
+                            && p.t_cost() == wanted.t_cost()
+                            && p.p_cost() == wanted.p_cost()
+                    });
+                Verified {
+                    ok,
+                    needs_rehash: ok && !same,
+                }
+            })
+            .await
     }
 
     /// Burn the same time as a real verification; always fails.

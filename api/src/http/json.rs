@@ -18,8 +18,9 @@ use crate::error::{ApiError, FieldError};
 
 /// Parse a JSON body into `T`, reporting the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|_| ApiError::bad_request("malformed_json", "The request body is not valid JSON."))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| {
+        ApiError::bad_request("malformed_json", "The request body is not valid JSON.")
+    })?;
     serde_path_to_error::deserialize(ValueDe(&value)).map_err(|err| {
         let path = err.path().to_string();
         let shape = err.into_inner();
@@ -124,9 +125,8 @@ impl<'de> Deserializer<'de> for ValueDe<'_> {
                 Ok(value)
             }
             Value::Object(map) => {
-                let mut entries = MapDeserializer::new(
-                    map.iter().map(|(k, v)| (k.as_str(), ValueDe(v))),
-                );
+                let mut entries =
+                    MapDeserializer::new(map.iter().map(|(k, v)| (k.as_str(), ValueDe(v))));
                 let value = visitor.visit_map(&mut entries)?;
                 entries.end()?;
                 Ok(value)

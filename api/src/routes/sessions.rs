@@ -366,4 +366,3 @@ async fn logout(
     no_store(res.headers_mut());
     Ok(res)
 }
-

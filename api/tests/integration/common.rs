@@ -335,3 +335,30 @@ impl TestApp {
         assert!(row.replace(&mut conn).await.unwrap());
     }
 }
+
+/// The `id` of a JSON object.
+pub fn id_of(v: &Value) -> Uuid {
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The ids of a page's items, in order.
+pub fn ids(page: &Value) -> Vec<Uuid> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+/// Assert the status and return the JSON body.
+pub async fn json_ok(res: Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    res.json().await.unwrap()
+}
+
+/// `POST /auth/refresh` with `token` in the body.
+pub async fn refresh(app: &TestApp, token: &str) -> Response {
+    app.post("/auth/refresh", json!({"refresh_token": token}))
+        .await
+}

@@ -36,10 +36,7 @@ pub use verify_email::SendVerificationEmail;
 #[macro_export]
 macro_rules! for_each_job {
     ($callback:ident) => {
-        $callback!(
-            $crate::jobs::SendVerificationEmail,
-            $crate::jobs::RunPurge,
-        )
+        $callback!($crate::jobs::SendVerificationEmail, $crate::jobs::RunPurge,)
     };
 }
 

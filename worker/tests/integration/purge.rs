@@ -88,7 +88,19 @@ async fn one_run_per_tick_among_concurrent_replicas() {
     assert_eq!(run.trigger, "schedule");
     assert!(run.finished_at.is_some());
     let mut conn = ctx.db.conn().await;
-    assert_eq!(PurgeRun::list(&mut conn, PageRequest { limit: 50, offset: 0 }).await.unwrap().total, 1);
+    assert_eq!(
+        PurgeRun::list(
+            &mut conn,
+            PageRequest {
+                limit: 50,
+                offset: 0
+            }
+        )
+        .await
+        .unwrap()
+        .total,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +185,15 @@ async fn three_worker_processes_record_one_run_per_tick() {
         ticks.iter().all(|t| t.n == 1),
         "one run per tick: {ticks:?}"
     );
-    let runs = PurgeRun::list(&mut conn, PageRequest { limit: 50, offset: 0 }).await.unwrap();
+    let runs = PurgeRun::list(
+        &mut conn,
+        PageRequest {
+            limit: 50,
+            offset: 0,
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         runs.items
             .iter()
