@@ -57,6 +57,8 @@ pub(crate) struct FeedState {
     pub(crate) mode: FeedMode,
     pub(crate) cursor: Option<i64>,
     pub(crate) last_sync: Option<(SystemTime, Instant)>,
+    /// The last HTTP sync failed (entries may be missing until one succeeds).
+    pub(crate) sync_failing: bool,
     pub(crate) feed_requests: u64,
     pub(crate) redis_messages: u64,
 }
@@ -67,6 +69,7 @@ impl FeedState {
             mode,
             cursor: None,
             last_sync: None,
+            sync_failing: false,
             feed_requests: 0,
             redis_messages: 0,
         }
@@ -90,7 +93,7 @@ pub(crate) async fn sync_http(shared: &Shared) -> Result<usize, FetchError> {
         }
         let last_item = page.items.iter().filter_map(|i| i.cursor).max();
         let next = page.next_cursor.or(last_item);
-        {
+        let advanced = {
             let mut feed = lock::plain(&shared.feed);
             match (feed.cursor, next) {
                 (Some(old), Some(new)) if new < old => {
@@ -105,10 +108,12 @@ pub(crate) async fn sync_http(shared: &Shared) -> Result<usize, FetchError> {
                 (_, None) => {}
             }
             feed.last_sync = Some((SystemTime::now(), Instant::now()));
-        }
+            feed.cursor
+        };
         // An empty page means we are at the head. A non-empty one may be
-        // a page of a longer answer: ask again from the new cursor.
-        if count == 0 || next.is_none() || next == since {
+        // a page of a longer answer: ask again from the new cursor (unless
+        // it did not move, which would ask for the same page forever).
+        if count == 0 || advanced == since {
             return Ok(fresh);
         }
     }
@@ -139,9 +144,11 @@ async fn fetch_page(shared: &Shared, since: Option<i64>) -> Result<FeedPage, Fet
 /// Poll the HTTP feed: fast without Redis, slowly as a safety net with it,
 /// and at once when the listener asks for a catch-up.
 pub(crate) async fn poller(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut failing = false;
     loop {
-        let mode = lock::plain(&shared.feed).mode;
+        let (mode, failing) = {
+            let feed = lock::plain(&shared.feed);
+            (feed.mode, feed.sync_failing)
+        };
         // A failed catch-up is retried at the fast pace even while
         // subscribed: the entries it missed will not come over Redis.
         let interval = match mode {
@@ -158,25 +165,19 @@ pub(crate) async fn poller(shared: Arc<Shared>, mut shutdown: watch::Receiver<bo
             r = sync_http(&shared) => r,
             _ = shutdown.changed() => return,
         };
+        lock::plain(&shared.feed).sync_failing = result.is_err();
         match result {
             Ok(fresh) => {
                 if failing {
                     tracing::info!("revocation feed reachable again");
-                    failing = false;
                 }
                 if fresh > 0 {
                     tracing::debug!(fresh, "revocations from the HTTP feed");
                 }
             }
-            Err(e) => {
-                // Once per outage at warn level; every second would flood logs.
-                if failing {
-                    tracing::debug!(error = %e, "revocation feed still unreachable");
-                } else {
-                    tracing::warn!(error = %e, "revocation feed unreachable");
-                    failing = true;
-                }
-            }
+            // Once per outage at warn level; every second would flood logs.
+            Err(e) if failing => tracing::debug!(error = %e, "revocation feed still unreachable"),
+            Err(e) => tracing::warn!(error = %e, "revocation feed unreachable"),
         }
         shared.revocations.sweep(now_secs());
     }

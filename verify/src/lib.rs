@@ -45,23 +45,15 @@
 //!
 //! [`Verifier::verify`] takes the bare token (e.g. from a WebSocket's first
 //! frame), [`Verifier::verify_bearer`] a request's headers. A long-lived
-//! connection listens to [`Verifier::revocations`] and closes itself when a
-//! [`Revocation`] [applies to](Revocation::applies_to) its claims:
+//! connection waits on [`Verifier::revoked`] (or listens to
+//! [`Verifier::revocations`]) and closes itself when its session is revoked:
 //!
 //! ```no_run
 //! # async fn socket(verifier: gatehouse_verify::Verifier, token: &str) {
-//! use tokio::sync::broadcast::error::RecvError;
-//!
-//! let mut revocations = verifier.revocations(); // subscribe before verifying
 //! let Ok(claims) = verifier.verify(token).await else { return /* close 4401 */ };
-//! loop {
-//!     match revocations.recv().await {
-//!         Ok(r) if r.applies_to(&claims) => break, // close 4401
-//!         Ok(_) => {}
-//!         Err(RecvError::Lagged(_)) if verifier.is_revoked(&claims) => break,
-//!         Err(RecvError::Lagged(_)) => {}
-//!         Err(RecvError::Closed) => break,
-//!     }
+//! tokio::select! {
+//!     _ = verifier.revoked(&claims) => { /* close 4401 */ }
+//!     _ = async { /* read and write frames */ } => {}
 //! }
 //! # }
 //! ```

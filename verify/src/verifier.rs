@@ -75,8 +75,9 @@ impl std::fmt::Debug for Verifier {
 pub struct Status {
     /// How revocations currently arrive.
     pub mode: FeedMode,
-    /// Subscribed to Redis, or the last HTTP feed sync is recent (see
-    /// [`Config::with_stale_after`]). While false, revocations may be late.
+    /// Subscribed to Redis and caught up, or the last successful HTTP feed
+    /// sync is recent (see [`Config::with_stale_after`]). While false,
+    /// revocations may be late.
     pub ready: bool,
     /// The feed cursor the verifier will resume from.
     pub cursor: Option<i64>,
@@ -127,7 +128,7 @@ impl Verifier {
         let redis = match &config.redis_url {
             Some(url) => Some(
                 redis::Client::open(url.as_str())
-                    .map_err(|_| StartError::Config("REDIS URL does not parse".to_owned()))?,
+                    .map_err(|_| StartError::Config("the Redis URL does not parse".to_owned()))?,
             ),
             None => None,
         };
@@ -298,23 +299,56 @@ impl Verifier {
         self.inner.shared.revocations.subscribe()
     }
 
+    /// Resolves once the token these claims came from is revoked or stale
+    /// (at once if it already is). For a WebSocket: `select!` on this next
+    /// to the socket and close with 4401 when it fires.
+    ///
+    /// Each waiting call holds a [`revocations`](Self::revocations)
+    /// receiver, so every revocation wakes every waiter once; a server with
+    /// very many connections can instead run one task on `revocations()`
+    /// and look the `sid` up in its own map.
+    pub async fn revoked(&self, claims: &Claims) {
+        // Subscribe first, then check: nothing can slip in between.
+        let mut events = self.revocations();
+        if self.is_revoked(claims) {
+            return;
+        }
+        loop {
+            match events.recv().await {
+                Ok(r) if r.applies_to(claims) => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if self.is_revoked(claims) {
+                        return;
+                    }
+                }
+                // The sender lives as long as `self`: never happens.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+
     /// A snapshot of the follower and key cache state.
     pub fn status(&self) -> Status {
         let shared = &self.inner.shared;
-        let (mode, cursor, last_sync, feed_requests, redis_messages) = {
+        let (mode, cursor, last_sync, failing, feed_requests, redis_messages) = {
             let feed = lock::plain(&shared.feed);
             (
                 feed.mode,
                 feed.cursor,
                 feed.last_sync,
+                feed.sync_failing,
                 feed.feed_requests,
                 feed.redis_messages,
             )
         };
         let last_sync_age = last_sync.map(|(_, at)| at.elapsed());
+        let recent = last_sync_age.is_some_and(|age| age <= shared.config.stale_after);
         let ready = match mode {
-            FeedMode::Redis => true,
-            FeedMode::Polling => last_sync_age.is_some_and(|age| age <= shared.config.stale_after),
+            // Subscribed and caught up; a failed catch-up is tolerated for
+            // `stale_after` like a failed poll.
+            FeedMode::Redis => !failing || recent,
+            FeedMode::Polling => recent,
             FeedMode::Stopped => false,
         };
         let (jwks_keys, jwks_fetched_at, jwks_fetches) = shared.keys.summary();

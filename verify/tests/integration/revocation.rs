@@ -36,7 +36,23 @@ async fn a_revocation_published_on_redis_is_enforced_within_100_ms() {
     let iat = now();
     let token = key.sign(&claims_at(sid, iat));
     let other = key.token(Uuid::new_v4());
-    assert!(verifier.verify(&token).await.is_ok());
+    let claims = verifier.verify(&token).await.unwrap();
+    // A chat socket of this session, and one of another session.
+    let socket = {
+        let v = verifier.clone();
+        let claims = claims.clone();
+        tokio::spawn(async move {
+            v.revoked(&claims).await;
+            Instant::now()
+        })
+    };
+    let other_socket = {
+        let v = verifier.clone();
+        let claims = verifier.verify(&other).await.unwrap();
+        tokio::spawn(async move { v.revoked(&claims).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!socket.is_finished());
 
     let feed_requests = gh.feed_requests();
     let start = Instant::now();
@@ -47,6 +63,20 @@ async fn a_revocation_published_on_redis_is_enforced_within_100_ms() {
     .await;
     let took = took.max(start.elapsed());
     assert!(took < Duration::from_millis(100), "took {took:?}");
+    let closed_at = tokio::time::timeout(Duration::from_secs(1), socket)
+        .await
+        .unwrap()
+        .unwrap();
+    let close = closed_at - start;
+    assert!(
+        close < Duration::from_millis(100),
+        "socket closed after {close:?}"
+    );
+    // Already revoked: resolves at once.
+    tokio::time::timeout(Duration::from_millis(50), verifier.revoked(&claims))
+        .await
+        .unwrap();
+    assert!(!other_socket.is_finished(), "other sessions unaffected");
     assert_eq!(
         gh.feed_requests(),
         feed_requests,
@@ -105,14 +135,28 @@ async fn without_redis_polling_enforces_revocations_within_the_interval() {
     let sid = Uuid::new_v4();
     let iat = now();
     let token = key.sign(&claims_at(sid, iat));
-    assert!(verifier.verify(&token).await.is_ok());
+    let claims = verifier.verify(&token).await.unwrap();
+    let socket = {
+        let v = verifier.clone();
+        tokio::spawn(async move { v.revoked(&claims).await })
+    };
     // Gatehouse's logout: not_before = the next whole second.
+    let start = Instant::now();
     let cursor = gh.revoke(sid, iat + 1);
     let took = eventually(Duration::from_secs(3), "revoked via polling", async || {
         refused(&verifier, &token).await
     })
     .await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    tokio::time::timeout(Duration::from_secs(1), socket)
+        .await
+        .unwrap()
+        .unwrap();
+    let close = start.elapsed();
+    assert!(
+        close < Duration::from_secs(1),
+        "the socket closed after {close:?}"
+    );
     assert_eq!(
         events.recv().await.unwrap(),
         Revocation {
@@ -277,6 +321,12 @@ async fn the_cursor_resumes_without_gaps_across_pages() {
     }
     // Every request resumed where the previous answer ended: no gap, and
     // never back to the start.
+    eventually(
+        Duration::from_secs(2),
+        "a request from cursor 7",
+        async || gh.feed_sinces().contains(&Some(7)),
+    )
+    .await;
     let sinces = gh.feed_sinces();
     let resumed: Vec<i64> = sinces.iter().skip(1).map(|s| s.unwrap()).collect();
     assert!(resumed.windows(2).all(|w| w[0] <= w[1]), "{sinces:?}");
