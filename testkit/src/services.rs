@@ -536,7 +536,7 @@ mod tests {
             Some(("127.0.0.1".into(), 6379))
         );
         assert_eq!(
-            h("rediss://:secret@[::1]:6380/0", 6379),
+            h("rediss://:PASSWORD@[::1]:6380/0", 6379),
             Some(("::1".into(), 6380))
         );
         assert_eq!(h("postgres:///db?host=/run/postgresql", 5432), None);
