@@ -47,6 +47,9 @@ pid_of() {
   pid=$(head -n 1 "$1" 2>/dev/null)
   case "$pid" in ''|*[!0-9]*) echo "" ;; *) echo "$pid" ;; esac
 }
+# Died while pg_ctl was starting the server? Give it a moment to write its pid.
+i=0
+while [ -d "$dir/pg" ] && [ ! -f "$dir/pg/postmaster.pid" ] && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
 pg=$(pid_of "$dir/pg/postmaster.pid")
 redis=$(pid_of "$dir/redis.pid")
 # Both at once: PostgreSQL immediate shutdown, Redis normal shutdown.
