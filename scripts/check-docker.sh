@@ -440,8 +440,17 @@ for name, member, binary, addr_var in IMAGES:
 # ---------------------------------------------------------------- build context
 REQUIRED_IN_CONTEXT = ["Cargo.toml", "Cargo.lock", "api/Cargo.toml", "api/src/main.rs", "worker/Cargo.toml",
                        "worker/src/main.rs", "shared/Cargo.toml", "testkit/Cargo.toml", "testkit/src/lib.rs"]
+# Every workspace member's manifest (cargo refuses to load the workspace otherwise).
+try:
+    import tomllib
+    with open("Cargo.toml", "rb") as fh:
+        for m in tomllib.load(fh).get("workspace", {}).get("members", []):
+            if f"{m}/Cargo.toml" not in REQUIRED_IN_CONTEXT:
+                REQUIRED_IN_CONTEXT.append(f"{m}/Cargo.toml")
+except ImportError:
+    pass
 NEVER_IN_CONTEXT = ["README.md", "BENCHMARKS.md", "docs/", "bench/", "fuzz/", "deploy/", "scripts/", ".ci/",
-                    "api/tests/", "worker/tests/", "testkit/tests/", ".env", "docker-compose.yml",
+                    "api/tests/", "worker/tests/", "testkit/tests/", "verify/tests/", ".env", "docker-compose.yml",
                     "rust-toolchain.toml", ".git/", "target/"]
 try:
     from docker.utils.build import exclude_paths
@@ -700,8 +709,7 @@ else:
     ok(f"{KNOWN}: {len(known)} values")
     config_files = (["docker-compose.yml", "docker-compose.dev.yml", ".env.example"] + glob.glob("deploy/k8s/*.yaml")
                     + [f for f in glob.glob("scripts/*.sh") if not f.endswith("check-docker.sh")] + glob.glob("bench/*.sh"))
-    test_files = (glob.glob("api/tests/**/*.rs", recursive=True) + glob.glob("worker/tests/**/*.rs", recursive=True)
-                  + glob.glob("testkit/**/*.rs", recursive=True))
+    test_files = glob.glob("*/tests/**/*.rs", recursive=True) + glob.glob("testkit/**/*.rs", recursive=True)
     # Config files: KEY=value / KEY: "value" for secret-named settings.
     KEY = r"(JWT_SECRET|[A-Z][A-Z_]*PASSWORD)"
     cfg_quoted = re.compile(KEY + r"""\s*[=:]\s*(["'])([^"'$`{}]{4,})\2""")
