@@ -6,20 +6,23 @@
 
 pub mod db;
 pub mod process;
+pub mod services;
 pub mod smtp;
 
 pub use db::TestDb;
 pub use smtp::{MailSink, ReceivedMail};
 
-/// Server URL of the PostgreSQL used by tests (`TEST_DATABASE_URL`, default
-/// the local trust-auth server), without a database name.
+/// Server URL of the PostgreSQL used by tests, without a database name:
+/// `TEST_PG_URL` (default the local trust-auth server) if it answers, else
+/// a private server started for this test process (see [`services`]).
 pub fn pg_server_url() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    services::pg_url()
 }
 
-/// Redis used by tests.
+/// Redis used by tests: `TEST_REDIS_URL` (default the local server) if it
+/// answers, else a private server started for this test process.
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    services::redis_url()
 }
 
 /// A Redis key namespace unique to one test.
