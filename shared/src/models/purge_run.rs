@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::Page;
+use super::{Page, PageRequest, paginate};
 // Purge runs are the `purge` rows of `job_runs` (runs of every scheduled job).
 use crate::schema::job_runs as purge_runs;
 
@@ -124,20 +124,12 @@ impl PurgeRun {
         .await
     }
 
-    pub async fn list(
-        conn: &mut AsyncPgConnection,
-        limit: i64,
-        offset: i64,
-    ) -> QueryResult<Page<Self>> {
-        let total = purge_runs::table.count().get_result(conn).await?;
+    /// Newest first, with the total count.
+    pub async fn list(conn: &mut AsyncPgConnection, page: PageRequest) -> QueryResult<Page<Self>> {
         let items = purge_runs::table
             .order((purge_runs::started_at.desc(), purge_runs::id.desc()))
-            .limit(limit)
-            .offset(offset)
-            .select(Self::as_select())
-            .load(conn)
-            .await?;
-        Ok(Page { items, total })
+            .select(Self::as_select());
+        paginate(conn, purge_runs::table.count(), items, page).await
     }
 
     /// Finish time of the newest successful, non-dry run.
