@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Gatehouse benchmark: scenarios (a)-(k) of issue 7 and their budgets.
+"""Gatehouse benchmark: scenarios (a)-(k) of issue 7, (l)-(n) of issue 14,
+and their budgets.
 
 Run it through `bench/run.sh`, which builds the release binaries and the
 argon2 helper first. Python 3.11 standard library only. Everything talks to
@@ -10,7 +11,7 @@ the Redis namespace are removed on exit, whatever happens.
 Settings (environment):
   BENCH_DURATION     seconds measured per scenario (default 10)
   BENCH_WARMUP       seconds of warm-up before each (default 3)
-  BENCH_SCENARIOS    subset to run, e.g. "a,b,c" (default all: abcdefghijk)
+  BENCH_SCENARIOS    subset to run, e.g. "a,b,c" (default all: abcdefghijklmn)
   BENCH_STALE        stale unverified users for (g)/(k) (default 1000000)
   BENCH_VERIFIED     verified users beside them (default 1000000)
   BENCH_SIGNUP_RATE  signups/s in (f) (default 50)
@@ -20,6 +21,8 @@ Settings (environment):
                      0 = saturate like (c) (default 10)
   BENCH_BIN          directory of gatehouse-api/-worker (set by run.sh)
   BENCH_ARGON2       path of the argon2 helper (set by run.sh)
+  BENCH_VERIFY_APP   path of the gatehouse-verify app for (l)/(m) (set by run.sh)
+  BENCH_LOGOUTS      logouts timed in (m) (default 200)
   PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres), REDIS_URL (redis://127.0.0.1:6379)
 """
 
@@ -55,13 +58,15 @@ def env_int(name: str, default: int) -> int:
 
 DURATION = env_int("BENCH_DURATION", 10)
 WARMUP = env_int("BENCH_WARMUP", 3)
-SCENARIOS = set(os.environ.get("BENCH_SCENARIOS", "abcdefghijk").replace(",", "").lower())
+SCENARIOS = set(os.environ.get("BENCH_SCENARIOS", "abcdefghijklmn").replace(",", "").lower())
 STALE = env_int("BENCH_STALE", 1_000_000)
 VERIFIED = env_int("BENCH_VERIFIED", 1_000_000)
 SIGNUP_RATE = env_int("BENCH_SIGNUP_RATE", 50)
 PURGE_ME_DELAY_MS = env_int("BENCH_PURGE_ME_DELAY_MS", 10)
 BIN = Path(os.environ.get("BENCH_BIN", "/var/tmp/gatehouse-target/release"))
 ARGON2 = os.environ.get("BENCH_ARGON2", "")
+VERIFY_APP = os.environ.get("BENCH_VERIFY_APP", "")
+LOGOUTS = env_int("BENCH_LOGOUTS", 200)
 PGHOST = os.environ.get("PGHOST", "127.0.0.1")
 PGPORT = os.environ.get("PGPORT", "5432")
 PGUSER = os.environ.get("PGUSER", "postgres")
@@ -570,6 +575,61 @@ def login_many(api: Api, emails: list[str]) -> list[dict]:
         return list(pool.map(lambda e: api.login(e, PASSWORD), emails))
 
 
+class VerifyApp:
+    """bench/verify-app: GET /whoami behind gatehouse-verify, following the
+    revocation feed through Redis, or by HTTP polling only."""
+
+    def __init__(self, stack: Stack, label: str, redis: bool):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "CARGO"))}
+        env.update({
+            "GATEHOUSE_URL": stack.url,
+            "APP_ADDR": f"127.0.0.1:{self.port}",
+            # The stack's tokens live 2 h (see Stack); the default bound is 1 h.
+            "MAX_TOKEN_LIFETIME_S": "10800",
+            "RUST_LOG": "warn",
+        })
+        if redis:
+            env["GATEHOUSE_REDIS_URL"] = REDIS_URL
+            env["GATEHOUSE_REDIS_NAMESPACE"] = stack.env["REDIS_NAMESPACE"]
+        self.proc = Proc(f"verify-app-{label}", [VERIFY_APP], env)
+        wait_http(self.port, "/health", 30, self.proc)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = Api(self.port)
+
+    def whoami(self, token: str) -> int:
+        status, _ = self.client.call("GET", "/whoami", token=token)
+        return status
+
+    def stop(self):
+        self.proc.stop()
+
+
+def scenario_m(stack: Stack, app: VerifyApp, emails: list[str]) -> dict:
+    """(m) From the 204 of POST /auth/logout to the first 401 at the app."""
+    pairs = login_many(stack.client, [emails[i % len(emails)] for i in range(LOGOUTS)])
+    waits = []
+    for pair in pairs:
+        token = pair["access_token"]
+        # The app has accepted the token (and cached the key) before.
+        if app.whoami(token) != 200:
+            raise RuntimeError("(m) the app refused a fresh token")
+        status, _ = stack.client.call("POST", "/auth/logout", token=token)
+        if status != 204:
+            raise RuntimeError(f"(m) logout answered {status}")
+        t0 = time.monotonic()
+        while True:
+            status = app.whoami(token)
+            if status == 401:
+                break
+            if status != 200 or time.monotonic() - t0 > 30:
+                raise RuntimeError(f"(m) the app still answers {status} 30 s after logout")
+        waits.append((time.monotonic() - t0) * 1000)
+    waits.sort()
+    return {"logouts": len(waits), "p50_ms": round(pct(waits, 50), 2),
+            "p99_ms": round(pct(waits, 99), 2), "max_ms": round(waits[-1], 2)}
+
+
 # --------------------------------------------------------------------------
 # Scenarios
 
@@ -984,6 +1044,36 @@ def main() -> int:
         S["e_refresh"] = wrk("e_refresh", "refresh.lua", 16, stack.url, warmup=0,
                              extra_env={"BENCH_TOKENS": str(refresh_file)})
         log(f"    {fmt_result(S['e_refresh'])}")
+    if "n" in SCENARIOS:
+        check_busy("n")
+        log("(n) GET /.well-known/jwks.json at 64 connections")
+        S["n_jwks"] = wrk("n_jwks", "jwks.lua", 64, stack.url)
+        log(f"    {fmt_result(S['n_jwks'])}")
+    if ("l" in SCENARIOS or "m" in SCENARIOS) and not VERIFY_APP:
+        log("(l)/(m) skipped: BENCH_VERIFY_APP is not set (bench/run.sh builds bench/verify-app)")
+    elif "l" in SCENARIOS or "m" in SCENARIOS:
+        app = VerifyApp(stack, "redis", redis=True)
+        try:
+            if "l" in SCENARIOS:
+                check_busy("l")
+                log("(l) GET /whoami at the gatehouse-verify app, 64 connections")
+                S["l_whoami"] = wrk("l_whoami", "whoami.lua", 64, app.url, extra_env=me_env)
+                log(f"    {fmt_result(S['l_whoami'])}")
+            if "m" in SCENARIOS:
+                check_busy("m")
+                log(f"(m) revocation propagation over Redis, {LOGOUTS} logouts")
+                S["m_propagation_redis"] = scenario_m(stack, app, emails)
+                log(f"    p50 {S['m_propagation_redis']['p50_ms']} ms, p99 {S['m_propagation_redis']['p99_ms']} ms")
+        finally:
+            app.stop()
+        if "m" in SCENARIOS:
+            polling = VerifyApp(stack, "polling", redis=False)
+            try:
+                log(f"(m) revocation propagation by HTTP polling only, {LOGOUTS} logouts")
+                S["m_propagation_polling"] = scenario_m(stack, polling, emails)
+                log(f"    p50 {S['m_propagation_polling']['p50_ms']} ms, p99 {S['m_propagation_polling']['p99_ms']} ms")
+            finally:
+                polling.stop()
     if "f" in SCENARIOS:
         check_busy("f")
         S["f_signup_email"] = scenario_f(stack, sink)
@@ -1068,6 +1158,12 @@ def budgets(S: dict) -> list[dict]:
     if "h_memory_startup" in S:
         v = S["h_memory_startup"]["idle_rss_mib"]
         add("idle RSS (h) < 30 MiB", v, 30, v < 30, "MiB")
+    if "l_whoami" in S and "d_health" in S:
+        v = S["l_whoami"]["rps"] / S["d_health"]["rps"]
+        add("verify app GET /whoami (l) >= 80% of (d)", round(v, 3), 0.8, v >= 0.8)
+    if "m_propagation_redis" in S:
+        v = S["m_propagation_redis"]["p99_ms"]
+        add("logout -> 401 at the app via Redis (m) p99 < 1 s", v, 1000, v < 1000, "ms")
     return out
 
 
@@ -1116,6 +1212,15 @@ def report(results: dict) -> None:
                      f"idle {h['idle_rss_mib']} MiB; peak in (b) {h.get('login_peak_rss_mib')} MiB; "
                      f"idle after load {h.get('idle_rss_after_load_mib')} MiB; ready in "
                      f"{h['startup']['api_ready_s']} s"))
+    if "l_whoami" in S:
+        row("(l) verify app GET /whoami, 64 conn", S["l_whoami"])
+    for key, label in (("m_propagation_redis", "Redis"), ("m_propagation_polling", "polling only")):
+        if key in S:
+            m = S[key]
+            rows.append((f"(m) logout -> 401 at the app, {label}", "", f"{m['p50_ms']:.1f}",
+                         f"{m['p99_ms']:.1f}", "", f"{m['logouts']} logouts, max {m['max_ms']:.1f} ms"))
+    if "n_jwks" in S:
+        row("(n) GET /.well-known/jwks.json, 64 conn", S["n_jwks"])
     if "i_argon2" in S:
         i = argon2_bound(S)
         each = " and ".join(f"{S[k]['per_core_hps']:.1f}" for k in ("i_argon2", "i_argon2_after_b") if k in S)

@@ -7,7 +7,7 @@
 # Builds the release binaries and the argon2 helper, waits until no other
 # cargo/rustc/test process shares the cores, then runs bench/bench.py, which
 # starts PostgreSQL databases, API, worker and an SMTP sink on 127.0.0.1,
-# runs scenarios (a)-(k), prints the table and PASS/FAIL per budget, writes
+# runs scenarios (a)-(n), prints the table and PASS/FAIL per budget, writes
 # JSON to bench/results/, and removes everything it created. Settings are
 # listed at the top of bench/bench.py. Exit status 1 when a budget fails.
 set -euo pipefail
@@ -38,8 +38,11 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --locked -p gatehouse-api -p gatehouse-worker
   say "cargo build --release (bench/argon2-bound)"
   cargo build --release --locked --manifest-path bench/argon2-bound/Cargo.toml
+  say "cargo build --release (bench/verify-app)"
+  cargo build --release --locked --manifest-path bench/verify-app/Cargo.toml
 fi
 
 export BENCH_BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release}"
 export BENCH_ARGON2="${BENCH_ARGON2:-$CARGO_TARGET_DIR/release/gatehouse-argon2-bound}"
+export BENCH_VERIFY_APP="${BENCH_VERIFY_APP:-$CARGO_TARGET_DIR/release/gatehouse-verify-app}"
 exec python3 bench/bench.py "$@"

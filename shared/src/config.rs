@@ -72,6 +72,65 @@ pub struct LogArgs {
     pub rust_log: String,
 }
 
+/// `JWT_SECRET`: the master secret, at least 32 bytes; never printed. It
+/// is the HS256 key, the key (through HKDF) that encrypts the EdDSA private
+/// keys at rest, and the root of other keyed hashes. Both binaries read it.
+#[derive(Clone)]
+pub struct JwtSecret(std::sync::Arc<[u8]>);
+
+impl JwtSecret {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.len() < 32 {
+            return Err(format!(
+                "JWT_SECRET must be at least 32 bytes (got {}); generate one with `openssl rand -base64 48`",
+                s.len()
+            ));
+        }
+        Ok(Self(s.as_bytes().into()))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+/// Token and signing-key settings both binaries need: the API signs and
+/// serves keys, the worker rotates them and trims the revocation feed.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Master secret (at least 32 bytes): the HS256 key, and the key that
+    /// encrypts the EdDSA private keys stored in PostgreSQL.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = JwtSecret::parse)]
+    pub jwt_secret: JwtSecret,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// `Cache-Control: max-age` of `/.well-known/jwks.json`. A new key is
+    /// published at least this long (plus one refresh period) before it signs.
+    #[arg(long, env = "JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+    /// How often each API replica reloads the signing keys (a rotation is
+    /// picked up within this period, without a restart).
+    #[arg(long, env = "KEY_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub key_refresh_interval: Duration,
+}
+
+impl TokenArgs {
+    pub fn key_timing(&self) -> crate::keys::KeyTiming {
+        crate::keys::KeyTiming {
+            refresh_interval: self.key_refresh_interval,
+            jwks_max_age: self.jwks_max_age,
+            access_token_ttl: self.access_token_ttl,
+        }
+    }
+}
+
 /// Parse the command line and environment. `--help` and `--version` print
 /// as usual; any other error becomes one line on stderr and exit code 2.
 pub fn parse_or_exit<T: clap::Parser>() -> T {

@@ -5,10 +5,13 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod feed;
 pub mod jobs;
+pub mod keys;
 pub mod models;
 pub mod process;
 pub mod queue;
+pub mod rotation;
 pub mod schema;
 pub mod telemetry;
 

@@ -28,20 +28,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox (id) {
-        id -> Uuid,
-        queue -> Text,
-        payload -> Jsonb,
-        user_id -> Nullable<Uuid>,
-        created_at -> Timestamptz,
-        enqueued_at -> Nullable<Timestamptz>,
-        attempts -> Int4,
-        completed_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    purge_runs (id) {
+    job_runs (id) {
         id -> Uuid,
         trigger -> Text,
         scheduled_for -> Nullable<Timestamptz>,
@@ -55,6 +42,30 @@ diesel::table! {
         error -> Nullable<Text>,
         worker -> Text,
         requested_by -> Nullable<Uuid>,
+        job -> Text,
+        details -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Uuid,
+        queue -> Text,
+        payload -> Jsonb,
+        user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        enqueued_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    revocations (cursor) {
+        cursor -> Int8,
+        sid -> Uuid,
+        not_before -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -72,6 +83,21 @@ diesel::table! {
         revoked_reason -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        not_before -> Int8,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        state -> Text,
+        public_jwk -> Jsonb,
+        private_key -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        activated_at -> Nullable<Timestamptz>,
+        deactivated_at -> Nullable<Timestamptz>,
+        retired_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -96,8 +122,10 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     email_verifications,
+    job_runs,
     outbox,
-    purge_runs,
+    revocations,
     sessions,
+    signing_keys,
     users,
 );

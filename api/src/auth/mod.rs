@@ -3,6 +3,7 @@
 
 pub mod cookie;
 pub mod extract;
+pub mod keys;
 pub mod session_check;
 pub mod tokens;
 

@@ -1,13 +1,26 @@
-//! Typed, algorithm-pinned JWTs. The header `typ` separates access tokens
-//! (`at+jwt`, RFC 9068) from refresh tokens (`rt+jwt`), so neither is ever
-//! accepted in place of the other.
+//! Typed, algorithm-pinned JWTs with a `kid`. The header `typ` separates
+//! access tokens (`at+jwt`, RFC 9068) from refresh tokens (`rt+jwt`), so
+//! neither is ever accepted in place of the other.
+//!
+//! Access tokens are signed with the current key of the [`KeyRing`]:
+//! Ed25519 (`JWT_ALGORITHM=EdDSA`, the default, verifiable by any app from
+//! the JWKS) or `JWT_SECRET` (HS256). Exactly the configured algorithm is
+//! accepted. Refresh tokens are read only by Gatehouse, so they stay HS256
+//! with `JWT_SECRET` in both modes (a switch of algorithm costs clients one
+//! refresh, never a login).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use gatehouse_shared::keys::{KeyTiming, hs256_kid};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::auth::keys::{KeyRing, SigningAlgorithm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -25,7 +38,8 @@ impl TokenKind {
 }
 
 /// Claims of both token kinds. `role` is informational: authority always
-/// comes from the database.
+/// comes from the database. Access tokens carry the claims RFC 9068
+/// requires (`iss`, `exp`, `aud`, `sub`, `client_id`, `iat`, `jti`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
@@ -38,6 +52,8 @@ pub struct AccessClaims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 pub type RefreshClaims = AccessClaims;
@@ -56,64 +72,126 @@ pub struct Issued {
     pub claims: AccessClaims,
 }
 
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    issuer: String,
-    audience: String,
+/// Token settings that do not change while the process runs.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// `client_id` of access tokens (`JWT_CLIENT_ID`).
+    pub client_id: String,
     pub access_ttl: Duration,
 }
 
+pub struct TokenKeys {
+    ring: Arc<KeyRing>,
+    /// Refresh tokens: HS256 under `JWT_SECRET` and its kid.
+    refresh_kid: String,
+    refresh_encoding: EncodingKey,
+    refresh_decoding: DecodingKey,
+    validation_access: Validation,
+    validation_refresh: Validation,
+    settings: TokenSettings,
+    pub access_ttl: Duration,
+}
+
+fn validation(algorithm: Algorithm, settings: &TokenSettings) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.algorithms = vec![algorithm];
+    v.set_issuer(&[&settings.issuer]);
+    v.set_audience(&[&settings.audience]);
+    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    // `iat`/`nbf` may be up to a second ahead (`not_before`), and replica
+    // clocks drift a little.
+    v.leeway = 5;
+    v
+}
+
 impl TokenKeys {
-    pub fn new(secret: &[u8], issuer: &str, audience: &str, access_ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = 5;
+    /// Keys over a loaded [`KeyRing`].
+    pub fn with_ring(ring: Arc<KeyRing>, secret: &[u8], settings: TokenSettings) -> Self {
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
-            access_ttl,
+            validation_access: validation(ring.algorithm().jwt(), &settings),
+            validation_refresh: validation(Algorithm::HS256, &settings),
+            ring,
+            refresh_kid: hs256_kid(secret),
+            refresh_encoding: EncodingKey::from_secret(secret),
+            refresh_decoding: DecodingKey::from_secret(secret),
+            access_ttl: settings.access_ttl,
+            settings,
         }
     }
 
-    fn sign(&self, kind: TokenKind, claims: AccessClaims) -> Result<Issued, TokenError> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(kind.typ().to_owned());
-        let token = encode(&header, &claims, &self.encoding)?;
-        Ok(Issued { token, claims })
+    /// HS256 keys without a database (tests and tools): `JWT_SECRET` signs
+    /// both kinds.
+    pub fn new(secret: &[u8], issuer: &str, audience: &str, access_ttl: Duration) -> Self {
+        let timing = KeyTiming {
+            refresh_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(300),
+            access_token_ttl: access_ttl,
+        };
+        Self::with_ring(
+            Arc::new(KeyRing::hs256(secret, timing)),
+            secret,
+            TokenSettings {
+                issuer: issuer.to_owned(),
+                audience: audience.to_owned(),
+                client_id: "gatehouse".to_owned(),
+                access_ttl,
+            },
+        )
     }
 
+    pub fn ring(&self) -> &Arc<KeyRing> {
+        &self.ring
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.access_ttl.as_secs()).unwrap_or(900)
+    }
+
+    /// An access token issued now (`iat = nbf = now`).
     pub fn issue_access(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         role: &str,
     ) -> Result<Issued, TokenError> {
-        let now = Utc::now().timestamp();
-        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(900);
-        self.sign(
-            TokenKind::Access,
-            AccessClaims {
-                iss: self.issuer.clone(),
-                aud: self.audience.clone(),
-                sub: user_id,
-                sid: session_id,
-                role: Some(role.to_owned()),
-                iat: now,
-                nbf: now,
-                exp: now + ttl,
-                jti: Uuid::new_v4(),
-            },
-        )
+        self.issue_access_at(user_id, session_id, role, Utc::now().timestamp())
+    }
+
+    /// An access token with `iat = nbf = iat` (see
+    /// `gatehouse_shared::models::revocation::token_iat`).
+    pub fn issue_access_at(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        role: &str,
+        iat: i64,
+    ) -> Result<Issued, TokenError> {
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            role: Some(role.to_owned()),
+            iat,
+            nbf: iat,
+            exp: iat + self.ttl_secs(),
+            jti: Uuid::new_v4(),
+            client_id: Some(self.settings.client_id.clone()),
+        };
+        let snapshot = self.ring.snapshot();
+        let mut header = Header::new(self.ring.algorithm().jwt());
+        header.typ = Some(TokenKind::Access.typ().to_owned());
+        header.kid = Some(snapshot.signer.kid.clone());
+        let token = encode(&header, &claims, &snapshot.signer.key)?;
+        Ok(Issued { token, claims })
     }
 
     /// A refresh token with a given `jti`, expiring with its session.
@@ -124,31 +202,71 @@ impl TokenKeys {
         jti: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<Issued, TokenError> {
-        let now = Utc::now().timestamp();
-        self.sign(
-            TokenKind::Refresh,
-            RefreshClaims {
-                iss: self.issuer.clone(),
-                aud: self.audience.clone(),
-                sub: user_id,
-                sid: session_id,
-                role: None,
-                iat: now,
-                nbf: now,
-                exp: expires_at.timestamp(),
-                jti,
-            },
-        )
+        self.issue_refresh_at(user_id, session_id, jti, expires_at, Utc::now().timestamp())
     }
 
-    /// Verify signature, algorithm, `iss`, `aud`, `exp`, `nbf` and the type.
+    pub fn issue_refresh_at(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        jti: Uuid,
+        expires_at: DateTime<Utc>,
+        iat: i64,
+    ) -> Result<Issued, TokenError> {
+        let claims = RefreshClaims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            role: None,
+            iat,
+            nbf: iat,
+            exp: expires_at.timestamp(),
+            jti,
+            client_id: None,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(TokenKind::Refresh.typ().to_owned());
+        header.kid = Some(self.refresh_kid.clone());
+        let token = encode(&header, &claims, &self.refresh_encoding)?;
+        Ok(Issued { token, claims })
+    }
+
+    /// Verify type, algorithm, key, signature, `iss`, `aud`, `exp` and
+    /// `nbf`. The header is only a hint: the algorithm must be the pinned
+    /// one and the key is looked up by kid among our own.
     pub fn decode(&self, token: &str, kind: TokenKind) -> Result<AccessClaims, TokenError> {
-        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map_err(|_| TokenError::Invalid)?;
-        if data.header.alg != Algorithm::HS256 || data.header.typ.as_deref() != Some(kind.typ()) {
+        let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.typ.as_deref() != Some(kind.typ()) {
             return Err(TokenError::Invalid);
         }
-        Ok(data.claims)
+        let data = match kind {
+            TokenKind::Access => {
+                let algorithm = self.ring.algorithm();
+                if header.alg != algorithm.jwt() {
+                    return Err(TokenError::Invalid);
+                }
+                let kid = header.kid.as_deref().ok_or(TokenError::Invalid)?;
+                let snapshot = self.ring.snapshot();
+                let key = snapshot.verifier(kid).ok_or(TokenError::Invalid)?;
+                decode::<AccessClaims>(token, key, &self.validation_access)
+            }
+            TokenKind::Refresh => {
+                // Refresh tokens from before kids existed carry none.
+                if header.alg != Algorithm::HS256
+                    || header.kid.as_deref().is_some_and(|k| k != self.refresh_kid)
+                {
+                    return Err(TokenError::Invalid);
+                }
+                decode::<AccessClaims>(token, &self.refresh_decoding, &self.validation_refresh)
+            }
+        };
+        data.map(|d| d.claims).map_err(|_| TokenError::Invalid)
+    }
+
+    /// `JWT_ALGORITHM`.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.ring.algorithm()
     }
 }
 
@@ -186,6 +304,32 @@ mod tests {
                 .sid,
             s
         );
+    }
+
+    #[test]
+    fn every_token_has_a_kid_and_access_tokens_a_client_id() {
+        let k = keys();
+        let (u, s) = (Uuid::new_v4(), Uuid::new_v4());
+        let access = k.issue_access(u, s, "user").expect("sign");
+        let header = decode_header(&access.token).expect("header");
+        assert_eq!(header.kid.as_deref(), Some(hs256_kid(&[7u8; 32]).as_str()));
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(access.claims.client_id.as_deref(), Some("gatehouse"));
+        let refresh = k
+            .issue_refresh(u, s, Uuid::new_v4(), Utc::now() + chrono::Duration::days(1))
+            .expect("sign");
+        assert!(decode_header(&refresh.token).expect("header").kid.is_some());
+        // An access token naming another kid is refused.
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some("someone-else".into());
+        let forged = encode(
+            &header,
+            &access.claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .expect("sign");
+        assert!(k.decode(&forged, TokenKind::Access).is_err());
     }
 
     #[test]
@@ -254,11 +398,15 @@ mod tests {
             .is_err()
         );
         // Expired.
-        let mut old = issued.claims;
-        old.exp = Utc::now().timestamp() - 60;
-        old.nbf = old.exp - 900;
-        let expired = k.sign(TokenKind::Access, old).expect("sign");
-        assert!(k.decode(&expired.token, TokenKind::Access).is_err());
+        let old = k
+            .issue_access_at(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                "user",
+                Utc::now().timestamp() - 960,
+            )
+            .expect("sign");
+        assert!(k.decode(&old.token, TokenKind::Access).is_err());
         assert!(k.decode("garbage", TokenKind::Access).is_err());
     }
 }

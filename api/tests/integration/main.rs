@@ -10,7 +10,9 @@ mod accounts;
 mod audit;
 mod health;
 mod jobs;
+mod keys;
 mod me;
+mod revocations;
 mod sessions;
 mod users;
 

@@ -2,17 +2,23 @@
 //! connection so callers can compose them inside one transaction.
 
 pub mod audit;
+pub mod job_run;
 pub mod outbox;
 pub mod page;
 pub mod purge_run;
+pub mod revocation;
 pub mod session;
+pub mod signing_key;
 pub mod user;
 pub mod verification;
 
 pub use audit::{AuditAction, AuditEvent, AuditFilter};
+pub use job_run::JobRun;
 pub use outbox::OutboxEntry;
 pub use purge_run::PurgeRun;
+pub use revocation::Revocation;
 pub use session::{NewSession, Session};
+pub use signing_key::SigningKey;
 pub use user::{NewUser, User, UserChanges, UserFilter};
 pub use verification::EmailVerification;
 

@@ -4,7 +4,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{Page, PageRequest, paginate};
-use crate::schema::purge_runs;
+// Purge runs are the `purge` rows of `job_runs` (runs of every scheduled job).
+use crate::schema::job_runs as purge_runs;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Insertable)]
 #[diesel(table_name = purge_runs, check_for_backend(diesel::pg::Pg))]
@@ -22,6 +23,7 @@ pub struct PurgeRun {
     pub error: Option<String>,
     pub worker: String,
     pub requested_by: Option<Uuid>,
+    pub job: String,
 }
 
 /// What a finished run removed (or would remove, for a dry run).
@@ -55,6 +57,7 @@ impl PurgeRun {
             error: None,
             worker: worker.into(),
             requested_by,
+            job: super::job_run::PURGE_JOB.into(),
         }
     }
 
@@ -132,6 +135,7 @@ impl PurgeRun {
     /// Finish time of the newest successful, non-dry run.
     pub async fn last_success(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
         purge_runs::table
+            .filter(purge_runs::job.eq(super::job_run::PURGE_JOB))
             .filter(purge_runs::status.eq("succeeded"))
             .filter(purge_runs::dry_run.eq(false))
             .select(purge_runs::finished_at)

@@ -23,6 +23,9 @@ pub struct Session {
     pub revoked_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Access tokens of this session with `iat` before this (epoch
+    /// seconds) are stale; see `models::revocation`.
+    pub not_before: i64,
 }
 
 #[derive(Debug, Insertable)]
