@@ -3,8 +3,8 @@
 
 -- Every access token of a session minted before `not_before` (epoch
 -- seconds, like `iat`) is dead. A change that makes a session's tokens
--- stale moves it to the next whole second; one that ends the session also
--- revokes it. See docs/tokens.md.
+-- stale moves it to the next whole second (and past its previous value);
+-- one that ends the session also revokes it. See docs/tokens.md.
 ALTER TABLE sessions ADD COLUMN not_before bigint NOT NULL DEFAULT 0;
 
 -- The revocation feed (`GET /.well-known/revocations`). Rows are inserted
@@ -41,7 +41,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7449363237707282027);
     INSERT INTO revocations (sid, not_before) VALUES (
         OLD.id,
-        GREATEST(OLD.not_before, floor(extract(epoch FROM clock_timestamp()))::bigint + 1));
+        GREATEST(OLD.not_before + 1, floor(extract(epoch FROM clock_timestamp()))::bigint + 1));
     RETURN NULL;
 END;
 $$;

@@ -84,7 +84,8 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
             ("Cache-Control" = String, description = "`public, max-age=<JWKS_MAX_AGE seconds>`."),
         )),
         (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`."),
-    )
+    ),
+    security(())
 )]
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = state.tokens.ring().snapshot();
@@ -141,7 +142,8 @@ pub struct OpenIdConfiguration {
 /// as absolute URLs under `PUBLIC_URL`, plus the issuer to expect in `iss`.
 #[utoipa::path(
     get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration))
+    responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration)),
+    security(())
 )]
 async fn openid_configuration(State(state): State<AppState>) -> Response {
     let base = &state.config.public_url;
@@ -154,11 +156,7 @@ async fn openid_configuration(State(state): State<AppState>) -> Response {
         grant_types_supported: vec!["password".into(), "refresh_token".into()],
         revocation_feed_uri: format!("{base}/.well-known/revocations"),
     };
-    (
-        [(header::CACHE_CONTROL, "public, max-age=3600")],
-        Json(doc),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "public, max-age=3600")], Json(doc)).into_response()
 }
 
 /// A signing key as admins see it: public half, state and dates only.
@@ -306,7 +304,10 @@ mod tests {
         let etag = "\"abc\"";
         let mut h = HeaderMap::new();
         assert!(!not_modified(&h, etag));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
         assert!(not_modified(&h, etag));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(not_modified(&h, etag));

@@ -43,10 +43,14 @@ use crate::schema::{revocations, sessions, users};
 /// trigger (migration `2026-12-01-000001_tokens`) takes the same key.
 pub const FEED_LOCK_KEY: i64 = 0x6761_7465_7265_766b; // "gaterevk"
 
-/// `not_before` of a change happening now: the next whole second, from the
-/// database clock, never moving backwards.
+/// `not_before` of a change happening now: the next whole second of the
+/// database clock, and past the previous `not_before`: a token minted
+/// after an earlier change of the same second carries `iat` = that
+/// `not_before`, and must die too. (A burst of changes within one second
+/// pushes `not_before`, and so fresh tokens' `iat`, a few seconds ahead;
+/// the verifiers' leeway covers that.)
 const NEXT_SECOND: &str =
-    "GREATEST(not_before, floor(extract(epoch FROM clock_timestamp()))::bigint + 1)";
+    "GREATEST(not_before + 1, floor(extract(epoch FROM clock_timestamp()))::bigint + 1)";
 
 /// One entry of the revocation feed: access tokens of session `sid` with
 /// `iat < not_before` are dead.
