@@ -71,3 +71,23 @@ pub async fn run_scheduled(
     }
     Ok(Some(result?))
 }
+
+/// Set `gatehouse_signing_key_age_seconds` from the current key (logged,
+/// not returned, on failure: a gauge is not worth failing a run for).
+pub async fn observe_key_age(db: &DbPool) {
+    let current = async {
+        let mut conn = db.get().await?;
+        let keys = SigningKey::unretired(&mut conn).await?;
+        anyhow::Ok(
+            keys.into_iter()
+                .find(|k| k.key_state() == Some(crate::models::signing_key::KeyState::Current))
+                .and_then(|k| k.activated_at),
+        )
+    };
+    match current.await {
+        Ok(Some(since)) => metrics::gauge!("gatehouse_signing_key_age_seconds")
+            .set((Utc::now() - since).num_milliseconds() as f64 / 1000.0),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "signing key age not read"),
+    }
+}

@@ -33,6 +33,7 @@ impl Ctx {
             ("smtp-url", &smtp),
             ("public-url", "https://app.example.com"),
             ("db-pool-size", "4"),
+            ("jwt-secret", E2E_SECRET),
         ];
         let args = gatehouse_testkit::cli_args("gatehouse-worker", &defaults, extra);
         let config = WorkerConfig::try_parse_from(args).unwrap();
@@ -100,6 +101,7 @@ impl Ctx {
                 format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
             ),
             ("DB_POOL_SIZE", "4".into()),
+            ("JWT_SECRET", E2E_SECRET.into()),
             ("OUTBOX_SWEEP_INTERVAL", "500ms".into()),
             ("QUEUE_HEARTBEAT", "1s".into()),
             ("QUEUE_MISSED_HEARTBEATS", "2".into()),
@@ -113,6 +115,10 @@ impl Ctx {
     }
 }
 
+/// `JWT_SECRET` of the API and worker of one test: they must agree, the
+/// worker encrypts the signing keys the API decrypts.
+pub const E2E_SECRET: &str = "e2e-secret-0123456789-0123456789-xyz";
+
 /// Start the real API binary on this context's database; return it and its
 /// base URL once `/health/ready` answers 200.
 pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
@@ -121,7 +127,7 @@ pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
         ("DATABASE_URL", ctx.db.url.clone()),
         ("REDIS_URL", redis_url.to_owned()),
         ("REDIS_NAMESPACE", ctx.namespace.clone()),
-        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
+        ("JWT_SECRET", E2E_SECRET.into()),
         ("API_ADDR", format!("127.0.0.1:{port}")),
         ("COOKIE_SECURE", "false".into()),
     ];

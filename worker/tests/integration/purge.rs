@@ -153,7 +153,14 @@ async fn three_worker_processes_record_one_run_per_tick() {
         .map(|_| {
             Proc::spawn(
                 "gatehouse-worker",
-                &ctx.worker_env(&[("PURGE_SCHEDULE", "*/2 * * * * *")]),
+                &ctx.worker_env(&[
+                    ("PURGE_SCHEDULE", "*/2 * * * * *"),
+                    // Key rotation rides the same exactly-once runs; with
+                    // these waits each tick may really rotate.
+                    ("KEY_ROTATION_SCHEDULE", "1/2 * * * * *"),
+                    ("JWKS_MAX_AGE", "1s"),
+                    ("KEY_REFRESH_INTERVAL", "1s"),
+                ]),
             )
         })
         .collect();
@@ -174,17 +181,28 @@ async fn three_worker_processes_record_one_run_per_tick() {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let ticks: Vec<Tick> = diesel::sql_query(
-        "SELECT count(*) AS n FROM purge_runs WHERE trigger = 'schedule' GROUP BY scheduled_for",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap();
-    assert!(ticks.len() >= 2, "several ticks fired: {ticks:?}");
-    assert!(
-        ticks.iter().all(|t| t.n == 1),
-        "one run per tick: {ticks:?}"
-    );
+    for job in ["purge", "rotate-keys"] {
+        let ticks: Vec<Tick> = diesel::sql_query(
+            "SELECT count(*) AS n FROM job_runs WHERE job = $1 AND trigger = 'schedule' GROUP BY scheduled_for",
+        )
+        .bind::<diesel::sql_types::Text, _>(job)
+        .load(&mut conn)
+        .await
+        .unwrap();
+        assert!(ticks.len() >= 2, "{job}: several ticks fired: {ticks:?}");
+        assert!(
+            ticks.iter().all(|t| t.n == 1),
+            "{job}: one run per tick: {ticks:?}"
+        );
+    }
+    // The rotations rotated: one current and one next key, the rest
+    // previous (still published: their tokens may be alive).
+    let keys = gatehouse_shared::models::SigningKey::unretired(&mut conn)
+        .await
+        .unwrap();
+    let count = |state: &str| keys.iter().filter(|k| k.state == state).count();
+    assert_eq!((count("current"), count("next")), (1, 1));
+    assert!(count("previous") >= 1, "{keys:?}");
     let runs = PurgeRun::list(
         &mut conn,
         PageRequest {
