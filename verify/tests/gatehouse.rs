@@ -70,7 +70,14 @@ struct PrivateRedis {
 impl PrivateRedis {
     async fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -186,7 +193,13 @@ impl Gatehouse {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -202,7 +215,11 @@ impl Gatehouse {
     /// `(access, refresh)` of a new session.
     async fn login(&self, email: &str) -> (String, String) {
         let (status, v) = self
-            .post("/auth/login", None, json!({"email": email, "password": PASSWORD}))
+            .post(
+                "/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
             .await;
         assert_eq!(status, 200, "login {email}: {v}");
         (
@@ -225,7 +242,11 @@ impl Gatehouse {
     /// A verified user (signed up, verified by the admin); returns its id.
     async fn user(&self, admin: &str, email: &str) -> Uuid {
         let (status, v) = self
-            .post("/auth/signup", None, json!({"email": email, "password": PASSWORD}))
+            .post(
+                "/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
             .await;
         assert_eq!(status, 201, "signup: {v}");
         let id: Uuid = v["id"].as_str().unwrap().parse().unwrap();
@@ -340,12 +361,21 @@ async fn an_app_holding_no_secret_accepts_valid_tokens_and_refuses_forged_expire
         URL_SAFE_NO_PAD.encode(escalated.to_string()),
         parts[2]
     );
-    assert!(matches!(verifier.verify(&tampered).await, Err(VerifyError::BadSignature)));
+    assert!(matches!(
+        verifier.verify(&tampered).await,
+        Err(VerifyError::BadSignature)
+    ));
     // Forged: the attacker's key under the real kid, and under its own kid.
     let forged = sign(&eddsa_header(&kid), &escalated, &attacker_key());
-    assert!(matches!(verifier.verify(&forged).await, Err(VerifyError::BadSignature)));
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::BadSignature)
+    ));
     let unknown = sign(&eddsa_header("attacker-kid"), &escalated, &attacker_key());
-    assert!(matches!(verifier.verify(&unknown).await, Err(VerifyError::UnknownKey)));
+    assert!(matches!(
+        verifier.verify(&unknown).await,
+        Err(VerifyError::UnknownKey)
+    ));
     // Forged: alg confusion, HS256 keyed with the public key, real kid.
     let jwks: Value = gh
         .http
@@ -399,7 +429,10 @@ async fn an_app_holding_no_secret_accepts_valid_tokens_and_refuses_forged_expire
     let (other, _) = gh.login(ADMIN).await;
     verifier.verify(&other).await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(matches!(verifier.verify(&other).await, Err(VerifyError::Expired)));
+    assert!(matches!(
+        verifier.verify(&other).await,
+        Err(VerifyError::Expired)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -487,7 +520,10 @@ async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
     let started = Instant::now();
     gh.logout(&sessions[1]).await;
     gh.logout(&sessions[2]).await;
-    assert!(started.elapsed() < Duration::from_secs(1), "logout waited for Redis");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "logout waited for Redis"
+    );
     refused_within(&verifier, &sessions[1], Duration::from_secs(5)).await;
     refused_within(&verifier, &sessions[2], Duration::from_secs(1)).await;
     verifier.verify(&sessions[3]).await.unwrap();
@@ -498,7 +534,10 @@ async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
     gh.logout(&sessions[3]).await;
     refused_within(&verifier, &sessions[3], Duration::from_secs(2)).await;
     for token in &sessions {
-        assert!(matches!(verifier.verify(token).await, Err(VerifyError::Revoked)));
+        assert!(matches!(
+            verifier.verify(token).await,
+            Err(VerifyError::Revoked)
+        ));
     }
     redis.stop().await;
 }
@@ -512,12 +551,22 @@ async fn a_forged_kid_is_refused() {
     let kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
     // The real kid on a token signed by another key.
     let forged = sign(&eddsa_header(&kid), &claims, &attacker_key());
-    assert!(matches!(verifier.verify(&forged).await, Err(VerifyError::BadSignature)));
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::BadSignature)
+    ));
     // Kids that name no published key, many times: refused, and the JWKS
     // refetch stays rate limited.
     for i in 0..20 {
-        let bogus = sign(&eddsa_header(&format!("bogus-{i}")), &claims, &attacker_key());
-        assert!(matches!(verifier.verify(&bogus).await, Err(VerifyError::UnknownKey)));
+        let bogus = sign(
+            &eddsa_header(&format!("bogus-{i}")),
+            &claims,
+            &attacker_key(),
+        );
+        assert!(matches!(
+            verifier.verify(&bogus).await,
+            Err(VerifyError::UnknownKey)
+        ));
     }
     verifier.verify(&token).await.unwrap();
 }
@@ -550,6 +599,10 @@ async fn an_hs256_token_is_refused_by_an_eddsa_verifier() {
     let mut h = Header::new(Algorithm::HS256);
     h.typ = Some("at+jwt".into());
     h.kid = header_of(&real)["kid"].as_str().map(str::to_owned);
-    let confused = sign(&h, &claims_of(&real), &EncodingKey::from_secret(SECRET.as_bytes()));
+    let confused = sign(
+        &h,
+        &claims_of(&real),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    );
     assert!(verifier.verify(&confused).await.is_err());
 }

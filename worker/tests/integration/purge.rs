@@ -218,3 +218,28 @@ async fn three_worker_processes_record_one_run_per_tick() {
             .all(|r| r.status == "succeeded" && r.users_deleted == 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_purge_forgets_revocation_entries_older_than_a_token_lifetime() {
+    // ACCESS_TOKEN_TTL = 15 min (default), kept 5 min more.
+    let ctx = Ctx::new().await;
+    let mut conn = ctx.db.conn().await;
+    for minutes_ago in [30, 21, 19, 1] {
+        diesel::sql_query(
+            "INSERT INTO revocations (sid, not_before, created_at)
+             VALUES (gen_random_uuid(), 0, now() - make_interval(mins => $1))",
+        )
+        .bind::<diesel::sql_types::Integer, _>(minutes_ago)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    purge::purge(&ctx.state, false).await.unwrap();
+    let left = gatehouse_shared::models::Revocation::page(&mut conn, None, 100)
+        .await
+        .unwrap();
+    // 30 and 21 minutes old are gone; 19 and 1 stay, in cursor order.
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].cursor < left[1].cursor);
+    assert_eq!(left[0].cursor, 3);
+}
