@@ -82,8 +82,51 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
 }
 
+/// Access tokens already verified, so a client reusing its token (every
+/// request, for up to its lifetime) costs one Ed25519 verification, not one
+/// per request. Keyed on the whole token (a payload changed under a cached
+/// signature misses); an entry is used only until the token's `exp`. Only
+/// the signature and claims checks are skipped: the session check (revoked,
+/// stale) still runs on every request. Bounded: when full, expired entries
+/// go, and if none expired, everything goes.
+struct VerifiedCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, AccessClaims>>,
+}
+
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
+
+impl VerifiedCache {
+    fn new() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, token: &str, now: i64) -> Option<AccessClaims> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(token)
+            .filter(|c| c.exp > now && c.nbf <= now + 5)
+            .cloned()
+    }
+
+    fn put(&self, token: &str, claims: &AccessClaims, now: i64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= VERIFIED_CACHE_CAPACITY {
+            entries.retain(|_, c| c.exp > now);
+            if entries.len() >= VERIFIED_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(token.into(), claims.clone());
+    }
+}
+
 pub struct TokenKeys {
     ring: Arc<KeyRing>,
+    verified: VerifiedCache,
     /// Refresh tokens: HS256 under `JWT_SECRET` and its kid.
     refresh_kid: String,
     refresh_encoding: EncodingKey,
@@ -112,6 +155,7 @@ impl TokenKeys {
     /// Keys over a loaded [`KeyRing`].
     pub fn with_ring(ring: Arc<KeyRing>, secret: &[u8], settings: TokenSettings) -> Self {
         Self {
+            verified: VerifiedCache::new(),
             validation_access: validation(ring.algorithm().jwt(), &settings),
             validation_refresh: validation(Algorithm::HS256, &settings),
             ring,
@@ -240,6 +284,12 @@ impl TokenKeys {
         if header.typ.as_deref() != Some(kind.typ()) {
             return Err(TokenError::Invalid);
         }
+        let now = Utc::now().timestamp();
+        if kind == TokenKind::Access
+            && let Some(claims) = self.verified.get(token, now)
+        {
+            return Ok(claims);
+        }
         let data = match kind {
             TokenKind::Access => {
                 let algorithm = self.ring.algorithm();
@@ -261,7 +311,11 @@ impl TokenKeys {
                 decode::<AccessClaims>(token, &self.refresh_decoding, &self.validation_refresh)
             }
         };
-        data.map(|d| d.claims).map_err(|_| TokenError::Invalid)
+        let claims = data.map(|d| d.claims).map_err(|_| TokenError::Invalid)?;
+        if kind == TokenKind::Access {
+            self.verified.put(token, &claims, now);
+        }
+        Ok(claims)
     }
 
     /// `JWT_ALGORITHM`.
@@ -330,6 +384,39 @@ mod tests {
         )
         .expect("sign");
         assert!(k.decode(&forged, TokenKind::Access).is_err());
+    }
+
+    #[test]
+    fn a_cached_token_still_needs_its_exact_bytes_and_expires() {
+        let k = keys();
+        let issued = k
+            .issue_access(Uuid::new_v4(), Uuid::new_v4(), "user")
+            .expect("sign");
+        // Verified once, then from the cache: same answer.
+        let first = k.decode(&issued.token, TokenKind::Access).expect("ok");
+        assert_eq!(
+            k.decode(&issued.token, TokenKind::Access).expect("ok"),
+            first
+        );
+        // A changed payload under the cached signature is verified, and fails.
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims = issued.claims.clone();
+        claims.role = Some("admin".into());
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(serde_json::to_vec(&claims).expect("json")),
+            parts[2]
+        );
+        assert!(k.decode(&forged, TokenKind::Access).is_err());
+        // An entry is never used past the token's exp.
+        assert!(k.verified.get(&issued.token, issued.claims.exp).is_none());
+        // Full: expired entries go first, then everything.
+        for i in 0..VERIFIED_CACHE_CAPACITY + 1 {
+            k.verified.put(&format!("t{i}"), &issued.claims, 0);
+        }
+        assert!(k.verified.entries.lock().expect("lock").len() <= VERIFIED_CACHE_CAPACITY);
     }
 
     #[test]
