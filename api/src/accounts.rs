@@ -22,10 +22,6 @@ pub struct Signup {
     pub last_name: Option<PersonName>,
 }
 
-fn email_taken() -> ApiError {
-    ApiError::conflict("email_taken", "An account with this email already exists.")
-}
-
 /// Create an unverified user and, in the same transaction, the outbox row
 /// of its verification email.
 pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiResult<User> {
@@ -37,7 +33,7 @@ pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiR
             .await?
             .is_some()
         {
-            return Err(email_taken());
+            return Err(ApiError::email_taken());
         }
     }
     let hash = state
@@ -63,13 +59,7 @@ pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiR
             Ok((user, entry))
         })
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(ApiError::from_user_write)?;
     state.dispatch(vec![entry]);
     state
         .audit

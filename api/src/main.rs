@@ -11,24 +11,7 @@ fn main() -> ExitCode {
     }
     let cli: Cli = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&cli.config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "gatehouse-api stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    gatehouse_shared::process::block_on_main("gatehouse-api", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -11,7 +11,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, PersonName, Role};
 use gatehouse_shared::models::{
     AuditAction, AuditEvent, Page, PageRequest, Session, User, UserChanges, UserFilter,
-    is_unique_violation,
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -32,10 +31,6 @@ pub struct UserUpdate {
 
 fn not_found() -> ApiError {
     ApiError::not_found("No user with this id.")
-}
-
-fn email_taken() -> ApiError {
-    ApiError::conflict("email_taken", "An account with this email already exists.")
 }
 
 /// Newest first, filtered, with the total count.
@@ -208,13 +203,7 @@ async fn apply(
     }
     let updated = User::update(conn, before.id, changes)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            }
-        })?
+        .map_err(ApiError::from_user_write)?
         .ok_or_else(not_found)?;
     details.insert("fields".into(), json!(fields));
     let mut event = AuditEvent::new(AuditAction::UserUpdated)

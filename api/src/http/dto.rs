@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::FieldError;
+use crate::error::FieldErrors;
 
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-25T08:43:20.123456Z`.
 pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -29,15 +29,9 @@ pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
 pub fn name_patch(
     field: &str,
     value: Option<Option<String>>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut FieldErrors,
 ) -> Option<Option<PersonName>> {
-    match PersonName::parse_optional(value?.as_deref()) {
-        Ok(name) => Some(name),
-        Err(e) => {
-            errors.push(FieldError::from_invalid(field, e));
-            None
-        }
-    }
+    errors.check(field, PersonName::parse_optional(value?.as_deref()))
 }
 
 /// A user as clients see it. Never contains a hash, code or token.

@@ -98,17 +98,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Parse a query string; a bad or unknown parameter is 422 naming it.
+/// Parse a query string; a bad or unknown parameter is 422 naming it (the
+/// path of `serde_path_to_error`: an unknown key is on it too).
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
+        let field = path.trim_start_matches('.').to_owned();
         let msg = err.into_inner().to_string();
-        let field = if path == "." {
-            msg.split('`').nth(1).unwrap_or_default().to_owned()
-        } else {
-            path
-        };
         ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
     })
 }
@@ -203,6 +200,26 @@ pub fn user_agent(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Q {
+            limit: Option<i64>,
+            role: Option<gatehouse_shared::domain::Role>,
+        }
+        for (query, field) in [
+            ("sort=email", "sort"),
+            ("limit=x", "limit"),
+            ("role=root", "role"),
+        ] {
+            let e = parse_query::<Q>(query).expect_err(query);
+            assert_eq!(e.errors.expect("errors")[0].field, field, "{query}");
+        }
+        assert!(parse_query::<Q>("limit=5&role=admin").is_ok());
+    }
 
     #[test]
     fn xff_only_from_trusted_peers() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::parse_query;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, FieldErrors};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -32,7 +32,7 @@ impl PageParams {
     /// Check `limit` (1..=200, default 50) and `offset` (>= 0, default 0),
     /// adding a field error for each bad value, so a list reports them
     /// together with its own filters' errors.
-    pub fn check(self, errors: &mut Vec<FieldError>) -> PageRequest {
+    pub fn check(self, errors: &mut FieldErrors) -> PageRequest {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         let offset = self.offset.unwrap_or(0);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -54,13 +54,9 @@ impl PageParams {
 
     /// The checked page, or 422 naming each bad value.
     pub fn validate(self) -> Result<PageRequest, ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let page = self.check(&mut errors);
-        if errors.is_empty() {
-            Ok(page)
-        } else {
-            Err(ApiError::validation(errors))
-        }
+        errors.finish(|| Some(page))
     }
 }
 

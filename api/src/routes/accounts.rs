@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::{self, Signup};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
 use crate::http::dto::UserOut;
 use crate::http::extract::{ApiJson, ClientIp};
 use crate::http::responses::{BadJson, RateLimited};
@@ -44,32 +44,25 @@ pub struct SignupRequest {
 impl SignupRequest {
     /// Parse every field, reporting all failures at once.
     fn parse(self) -> Result<Signup, ApiError> {
-        let mut errors = Vec::new();
-        let email = Email::parse(&self.email)
-            .map_err(|e| errors.push(FieldError::from_invalid("email", e)))
-            .ok();
-        let password = Password::parse(self.password, email.as_ref())
-            .map_err(|e| errors.push(FieldError::from_invalid("password", e.into())))
-            .ok();
-        let first_name = PersonName::parse_optional(self.first_name.as_deref())
-            .map_err(|e| errors.push(FieldError::from_invalid("first_name", e)))
-            .ok();
-        let last_name = PersonName::parse_optional(self.last_name.as_deref())
-            .map_err(|e| errors.push(FieldError::from_invalid("last_name", e)))
-            .ok();
-        match (email, password, first_name, last_name) {
-            (Some(email), Some(password), Some(first_name), Some(last_name))
-                if errors.is_empty() =>
-            {
-                Ok(Signup {
-                    email,
-                    password,
-                    first_name,
-                    last_name,
-                })
-            }
-            _ => Err(ApiError::validation(errors)),
-        }
+        let mut errors = FieldErrors::default();
+        let email = errors.check("email", Email::parse(&self.email));
+        let password = errors.check("password", Password::parse(self.password, email.as_ref()));
+        let first_name = errors.check(
+            "first_name",
+            PersonName::parse_optional(self.first_name.as_deref()),
+        );
+        let last_name = errors.check(
+            "last_name",
+            PersonName::parse_optional(self.last_name.as_deref()),
+        );
+        errors.finish(|| {
+            Some(Signup {
+                email: email?,
+                password: password?,
+                first_name: first_name?,
+                last_name: last_name?,
+            })
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, FieldError, FieldErrors};
 use crate::http::dto::{UserOut, double_option, name_patch};
 use crate::http::extract::ApiJson;
 use crate::http::responses::{BadJson, Unauthenticated};
@@ -55,7 +55,7 @@ pub struct UpdateMeRequest {
 
 impl UpdateMeRequest {
     fn parse(self, email: &gatehouse_shared::domain::Email) -> Result<ProfileChanges, ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let first_name = name_patch("first_name", self.first_name, &mut errors);
         let last_name = name_patch("last_name", self.last_name, &mut errors);
         let new_password = match (self.password, self.current_password) {
@@ -76,21 +76,16 @@ impl UpdateMeRequest {
                 ));
                 None
             }
-            (Some(new), Some(current)) => match Password::parse(new, Some(email)) {
-                Ok(p) => Some((p, current)),
-                Err(e) => {
-                    errors.push(FieldError::from_invalid("password", e.into()));
-                    None
-                }
-            },
+            (Some(new), Some(current)) => errors
+                .check("password", Password::parse(new, Some(email)))
+                .map(|p| (p, current)),
         };
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        Ok(ProfileChanges {
-            first_name,
-            last_name,
-            new_password,
+        errors.finish(|| {
+            Some(ProfileChanges {
+                first_name,
+                last_name,
+                new_password,
+            })
         })
     }
 }

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{AdminUser, AuthUser};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
 use crate::http::dto::{UserOut, double_option, name_patch};
 use crate::http::extract::{ApiJson, ClientIp, IdPath};
 use crate::http::pagination::{PageOut, PageParams, Paged};
@@ -47,7 +47,7 @@ pub struct ListUsersQuery {
 impl ListUsersQuery {
     /// Check the filters and the page together, reporting every bad value.
     fn parse(self, page: PageParams) -> Result<(UserFilter, PageRequest), ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let page = page.check(&mut errors);
         let q = self
             .q
@@ -62,15 +62,12 @@ impl ListUsersQuery {
                 format!("q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"),
             ));
         }
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
         let filter = UserFilter {
             role: self.role,
             is_verified: self.is_verified,
             q,
         };
-        Ok((filter, page))
+        errors.finish(|| Some((filter, page)))
     }
 }
 
@@ -150,26 +147,21 @@ impl UpdateUserRequest {
 
     /// Validate every field, reporting all failures at once.
     fn parse(self) -> Result<UserUpdate, ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let first_name = name_patch("first_name", self.first_name, &mut errors);
         let last_name = name_patch("last_name", self.last_name, &mut errors);
         let email = match self.email.as_deref().map(Email::parse) {
             None => None,
-            Some(Ok(email)) => Some(email),
-            Some(Err(e)) => {
-                errors.push(FieldError::from_invalid("email", e));
-                None
-            }
+            Some(parsed) => errors.check("email", parsed),
         };
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        Ok(UserUpdate {
-            first_name,
-            last_name,
-            email,
-            role: self.role,
-            is_verified: self.is_verified,
+        errors.finish(|| {
+            Some(UserUpdate {
+                first_name,
+                last_name,
+                email,
+                role: self.role,
+                is_verified: self.is_verified,
+            })
         })
     }
 }

@@ -201,13 +201,10 @@ async fn link_token_verifies() {
             .status(),
         StatusCode::OK
     );
-    problem(
-        app.post("/auth/verify", json!({"token": "c".repeat(64)}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    let res = app
+        .post("/auth/verify", json!({"token": "c".repeat(64)}))
+        .await;
+    problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

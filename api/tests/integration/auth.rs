@@ -1,7 +1,7 @@
 //! The access-token check behind every authenticated route (`src/auth/`):
 //! token types, tampering, deleted users, coalesced session checks.
 
-use crate::common::{TestApp, problem, refresh};
+use crate::common::{TestApp, assert_refresh_refused, problem};
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -11,12 +11,7 @@ async fn token_types_are_not_interchangeable() {
     let app = TestApp::spawn().await;
     let t = app.logged_in("types@example.com").await;
     app.assert_token_refused(&t.refresh).await;
-    problem(
-        refresh(&app, &t.access).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-    )
-    .await;
+    assert_refresh_refused(&app, &t.access, "invalid_refresh_token").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,12 +68,7 @@ async fn deleted_user_token_is_refused() {
         .await
         .unwrap();
     app.assert_token_refused(&t.access).await;
-    problem(
-        refresh(&app, &t.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-    )
-    .await;
+    assert_refresh_refused(&app, &t.refresh, "invalid_refresh_token").await;
 }
 
 /// Session checks of concurrent requests share queries (one pooled

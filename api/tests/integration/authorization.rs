@@ -113,13 +113,7 @@ async fn setup(app: &TestApp, root: &Tokens, who: Who, n: usize) -> Cell {
                 .insert_user(&format!("demoted{n}@example.com"), Role::Admin, true)
                 .await;
             let tokens = app.session_for(id).await;
-            let res = app
-                .patch_auth(
-                    &format!("/users/{id}"),
-                    &root.access,
-                    json!({"role": "user"}),
-                )
-                .await;
+            let res = app.set_role(&root.access, id, "user").await;
             assert_eq!(json_ok(res, StatusCode::OK).await["role"], "user");
             // The admin's old access token is dead now (issue 11 item 19);
             // the session lives on, so the client refreshes and acts with

@@ -231,12 +231,8 @@ async fn get_user_by_id() {
     assert_eq!(v["is_verified"], false);
     assert_eq!(v["first_name"], Value::Null);
     let missing = format!("/users/{}", Uuid::now_v7());
-    problem(
-        app.get_auth(&missing, &root.access).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    let res = app.get_auth(&missing, &root.access).await;
+    problem(res, StatusCode::NOT_FOUND, "not_found").await;
     for bad in ["/users/42", "/users/not-a-uuid"] {
         let res = app.get_auth(bad, &root.access).await;
         let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -424,21 +420,11 @@ async fn role_change_and_deletion_apply_on_the_next_request() {
         .insert_user("rising@example.com", Role::User, true)
         .await;
     let t = app.session_for(id).await;
-    problem(
-        app.get_auth("/users", &t.access).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    let res = app.get_auth("/users", &t.access).await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Promoted: the old token is refused on the very next request (issue
     // 11 item 19); the session survives, and a refresh is an admin's.
-    let res = app
-        .patch_auth(
-            &format!("/users/{id}"),
-            &root.access,
-            json!({"role": "admin"}),
-        )
-        .await;
+    let res = app.set_role(&root.access, id, "admin").await;
     assert_eq!(res.status(), StatusCode::OK);
     app.assert_token_refused(&t.access).await;
     let t = app.refreshed(&t).await;
@@ -448,22 +434,12 @@ async fn role_change_and_deletion_apply_on_the_next_request() {
     );
     // Demoted again: the admin token is refused at once, a refresh is a
     // plain user's.
-    let res = app
-        .patch_auth(
-            &format!("/users/{id}"),
-            &root.access,
-            json!({"role": "user"}),
-        )
-        .await;
+    let res = app.set_role(&root.access, id, "user").await;
     assert_eq!(res.status(), StatusCode::OK);
     app.assert_token_refused(&t.access).await;
     let t = app.refreshed(&t).await;
-    problem(
-        app.get_auth("/users", &t.access).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    let res = app.get_auth("/users", &t.access).await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Deleted: every session of the user is gone, refresh included.
     let second = app.session_for(id).await;
     let res = app.delete_auth(&format!("/users/{id}"), &root.access).await;
@@ -492,12 +468,8 @@ async fn the_only_admin_cannot_be_deleted_or_demoted() {
     let app = TestApp::spawn().await;
     let root = app.admin("root@example.com").await;
     let me = format!("/users/{}", root.user_id);
-    problem(
-        app.delete_auth(&me, &root.access).await,
-        StatusCode::CONFLICT,
-        "last_admin",
-    )
-    .await;
+    let res = app.delete_auth(&me, &root.access).await;
+    problem(res, StatusCode::CONFLICT, "last_admin").await;
     let res = app
         .patch_auth(&me, &root.access, json!({"role": "user"}))
         .await;

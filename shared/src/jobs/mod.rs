@@ -44,7 +44,8 @@ macro_rules! for_each_job {
 /// type names its queue and payload version; the worker supplies its
 /// handler. Payloads carry a `v` field (serde default 1) so a new version
 /// can roll out while old jobs are still queued: a handler accepts every
-/// version that may still be in Redis.
+/// version that may still be in Redis. (`Clone`: the worker's retry layer
+/// keeps a copy of each attempt's payload.)
 pub trait Job: Clone + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     /// The Redis queue, under the namespace (`{namespace}:{QUEUE}`).
     /// Explicit, so renaming the Rust type never strands queued jobs.
