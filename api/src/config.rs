@@ -1,14 +1,16 @@
 //! API settings. Every field reads an environment variable (or `.env`);
 //! `gatehouse-api --help` lists them all.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, parse_bool, parse_duration};
+use gatehouse_shared::config::{
+    DatabaseArgs, LogArgs, RedisArgs, TokenArgs, parse_bool, parse_duration,
+};
 use ipnet::IpNet;
 
+use crate::auth::keys::SigningAlgorithm;
 use crate::ratelimit::{Rule, Rules};
 
 #[derive(Debug, Parser)]
@@ -50,30 +52,18 @@ pub enum AdminCommand {
     },
 }
 
-/// `JWT_SECRET`: at least 32 bytes; never printed.
-#[derive(Clone)]
-pub struct JwtSecret(Vec<u8>);
+/// `JWT_SECRET` (shared by both binaries).
+pub use gatehouse_shared::config::JwtSecret;
 
-impl JwtSecret {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s.len() < 32 {
-            return Err(format!(
-                "JWT_SECRET must be at least 32 bytes (got {}); generate one with `openssl rand -base64 48`",
-                s.len()
-            ));
-        }
-        Ok(Self(s.as_bytes().to_vec()))
+/// `PUBLIC_URL`: an `http(s)://` base, without a trailing slash.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(format!(
+            "PUBLIC_URL must start with http:// or https://, got {s:?}"
+        ));
     }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JwtSecret(<redacted>)")
-    }
+    Ok(s.to_owned())
 }
 
 fn parse_origin_list(s: &str) -> Result<String, String> {
@@ -93,18 +83,31 @@ pub struct ApiConfig {
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
     pub api_addr: SocketAddr,
 
-    /// HMAC secret for HS256 tokens (at least 32 bytes).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = JwtSecret::parse)]
-    pub jwt_secret: JwtSecret,
+    /// `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWKS_MAX_AGE`, `KEY_REFRESH_INTERVAL`.
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// How access tokens are signed: `EdDSA` (Ed25519 keys published at
+    /// /.well-known/jwks.json) or `HS256` (JWT_SECRET; one-service setups).
+    #[arg(
+        long,
+        env = "JWT_ALGORITHM",
+        value_enum,
+        default_value = "EdDSA",
+        ignore_case = true
+    )]
+    pub jwt_algorithm: SigningAlgorithm,
+    /// `client_id` claim of access tokens (RFC 9068).
+    #[arg(long, env = "JWT_CLIENT_ID", default_value = "gatehouse")]
+    pub jwt_client_id: String,
+    /// Public base URL of this API (absolute URLs in discovery documents).
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
+    pub public_url: String,
     /// `iss` claim of issued tokens.
     #[arg(long, env = "JWT_ISSUER", default_value = "gatehouse")]
     pub jwt_issuer: String,
     /// `aud` claim of issued tokens.
     #[arg(long, env = "JWT_AUDIENCE", default_value = "gatehouse")]
     pub jwt_audience: String,
-    /// Lifetime of access tokens.
-    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
-    pub access_token_ttl: Duration,
     /// Absolute lifetime of a session and its refresh tokens.
     #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -220,7 +223,7 @@ impl ApiConfig {
             }
             _ => {}
         }
-        if self.refresh_token_ttl <= self.access_token_ttl {
+        if self.refresh_token_ttl <= self.tokens.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());
         }
         Ok(proxies)

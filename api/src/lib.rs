@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod jobs;
+pub mod keys;
 pub mod me;
 pub mod sessions;
 pub mod users;
@@ -43,15 +44,18 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::keys::KeyRing;
 use crate::auth::session_check::SessionCheck;
-use crate::auth::tokens::TokenKeys;
+use crate::auth::tokens::{TokenKeys, TokenSettings};
 use crate::config::ApiConfig;
 use crate::hashing::PasswordHasher;
 use crate::http::middleware;
 use crate::state::{App, AppState};
 
-/// Build the state from config: pool, Redis, keys, hasher.
-pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
+/// Build the state from config: pool, Redis, keys, hasher. Loads the
+/// signing keys (creating the first ones), so the database must be
+/// migrated.
+pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let trusted_proxies = config.validate().map_err(anyhow::Error::msg)?;
     let db = gatehouse_shared::db::build_pool(&config.db)?;
     let redis = Redis::new(&config.redis)?;
@@ -62,11 +66,26 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         config.rate_rules(),
     );
     let queues = Queues::new(redis, QueueSettings::new(&config.redis.redis_namespace));
-    let tokens = TokenKeys::new(
-        config.jwt_secret.bytes(),
-        &config.jwt_issuer,
-        &config.jwt_audience,
-        config.access_token_ttl,
+    // Recorder first: the key ring sets its gauge on load.
+    let _ = state::metrics_handle();
+    gatehouse_shared::rotation::init_metrics();
+    let secret = config.tokens.jwt_secret.bytes();
+    let ring = KeyRing::load(
+        &db,
+        config.jwt_algorithm,
+        secret,
+        config.tokens.key_timing(),
+    )
+    .await?;
+    let tokens = TokenKeys::with_ring(
+        Arc::new(ring),
+        secret,
+        TokenSettings {
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            client_id: config.jwt_client_id.clone(),
+            access_ttl: config.tokens.access_token_ttl,
+        },
     );
     let concurrency = config.password_hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -101,6 +120,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::users::router())
         .merge(routes::jobs::router())
         .merge(routes::audit::router())
+        .merge(routes::keys::router())
+        .merge(routes::revocations::router())
         .merge(routes::health::router())
         .split_for_parts()
 }
@@ -173,10 +194,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let audit = state.audit.clone();
+    // Background work of a serving replica: reload the signing keys every
+    // KEY_REFRESH_INTERVAL, publish the revocation feed on Redis.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    state.tokens.ring().clone().spawn_refresh(
+        state.db.clone(),
+        state.config.tokens.key_refresh_interval,
+        stop_rx.clone(),
+    );
+    tokio::spawn(gatehouse_shared::feed::run_publisher(
+        state.config.db.database_url.clone(),
+        state.db.clone(),
+        state.queues.redis().clone(),
+        state.config.redis.redis_namespace.clone(),
+        stop_rx,
+    ));
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    let _ = stop_tx.send(true);
     // Write the audit events still queued before the process exits.
     if tokio::time::timeout(std::time::Duration::from_secs(5), audit.flush())
         .await

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = cli.config.api_addr;
-    let state = gatehouse_api::build_state(cli.config)?;
-    gatehouse_shared::db::run_migrations(&state.config.db.database_url).await?;
+    gatehouse_shared::db::run_migrations(&cli.config.db.database_url).await?;
+    let state = gatehouse_api::build_state(cli.config).await?;
     match cli.command {
         None | Some(Command::Serve) => {
             gatehouse_api::accounts::bootstrap_admin(&state).await?;

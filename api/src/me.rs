@@ -52,8 +52,9 @@ pub async fn update_profile(
             .await?
             .ok_or_else(ApiError::invalid_token)?;
         if changing_password {
-            Session::revoke_all_for_user(conn, user.id, Some(session_id), "password_changed")
-                .await?;
+            // Other sessions end; the caller's own, which just proved the
+            // password, keeps its tokens.
+            Session::end_all_for_user(conn, user.id, Some(session_id), "password_changed").await?;
         }
         Ok(updated)
     })

@@ -22,7 +22,8 @@ use crate::error::{FieldError, Problem};
         (name = "auth", description = "Signup, login, tokens, logout and email verification."),
         (name = "me", description = "The caller's own account."),
         (name = "users", description = "User administration (admins; users may edit their own names)."),
-        (name = "admin", description = "Jobs and the audit log (admins)."),
+        (name = "admin", description = "Jobs, signing keys and the audit log (admins)."),
+        (name = "discovery", description = "What other services read to trust Gatehouse tokens without a secret: the public keys (JWKS), the discovery document and the revocation feed."),
         (name = "health", description = "Liveness and readiness probes."),
     )
 )]

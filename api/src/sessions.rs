@@ -2,9 +2,10 @@
 //! login, refresh rotation with reuse detection, and logout. A session row
 //! is one refresh-token family.
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use diesel_async::AsyncConnection;
 use gatehouse_shared::domain::{Email, Password};
+use gatehouse_shared::models::revocation::token_iat;
 use gatehouse_shared::models::{AuditAction, AuditEvent, NewSession, Session, User};
 use serde_json::json;
 use uuid::Uuid;
@@ -187,18 +188,39 @@ pub async fn open_session(
         ip: client.ip,
     };
     let mut conn = state.db.get().await?;
-    let session = session.insert(&mut conn).await?;
-    sign_pair(state, user, &session, session.refresh_jti)
+    // The token carries the user as read here, under a share lock: a role
+    // change racing this login either waits for it (and then stales the
+    // new session too) or is seen (see `models::revocation`).
+    let (user, session, now) = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let (user, now) = User::lock_for_minting(conn, user.id)
+                .await?
+                .ok_or_else(ApiError::invalid_credentials)?;
+            let session = session.insert(conn).await?;
+            Ok((user, session, now))
+        })
+        .await?;
+    sign_pair(state, &user, &session, session.refresh_jti, now)
 }
 
-fn sign_pair(state: &AppState, user: &User, session: &Session, jti: Uuid) -> ApiResult<TokenPair> {
+/// Sign a session's pair at database time `now`: `iat` is never before the
+/// session's `not_before`, so a token minted right after a change (even in
+/// the same second) is accepted at once.
+fn sign_pair(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+    jti: Uuid,
+    now: DateTime<Utc>,
+) -> ApiResult<TokenPair> {
+    let iat = token_iat(now, session.not_before);
     let access = state
         .tokens
-        .issue_access(user.id, session.id, user.role().as_str())
+        .issue_access_at(user.id, session.id, user.role().as_str(), iat)
         .map_err(ApiError::internal)?;
     let refresh = state
         .tokens
-        .issue_refresh(user.id, session.id, jti, session.expires_at)
+        .issue_refresh_at(user.id, session.id, jti, session.expires_at, iat)
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         access_token: access.token,
@@ -247,7 +269,7 @@ impl From<RefreshError> for ApiError {
 // Lives for one call; boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Rotation {
-    Issue(User, Session, Uuid),
+    Issue(User, Session, Uuid, DateTime<Utc>),
     Reused,
 }
 
@@ -269,6 +291,11 @@ pub async fn refresh(
     let mut conn = state.db.get().await.map_err(ApiError::from)?;
     let outcome = conn
         .transaction::<_, RefreshError, _>(async |conn| {
+            // User first, then session: the order every change takes (see
+            // `models::revocation`); the user as the token will carry it.
+            let (user, db_now) = User::lock_for_minting(conn, claims.sub)
+                .await?
+                .ok_or(RefreshError::Invalid)?;
             let now = Utc::now();
             let session = Session::lock(conn, claims.sid)
                 .await?
@@ -276,28 +303,25 @@ pub async fn refresh(
             if session.user_id != claims.sub || !session.is_active(now) {
                 return Err(RefreshError::Invalid);
             }
-            let user = User::find(conn, session.user_id)
-                .await?
-                .ok_or(RefreshError::Invalid)?;
             if claims.jti == session.refresh_jti {
                 let next = Uuid::new_v4();
                 Session::rotate(conn, session.id, claims.jti, next).await?;
-                return Ok(Rotation::Issue(user, session, next));
+                return Ok(Rotation::Issue(user, session, next, db_now));
             }
             let in_grace = session.previous_jti == Some(claims.jti)
                 && session.rotated_at.is_some_and(|t| now - t <= grace);
             if in_grace {
                 Session::touch(conn, session.id).await?;
                 let current = session.refresh_jti;
-                return Ok(Rotation::Issue(user, session, current));
+                return Ok(Rotation::Issue(user, session, current, db_now));
             }
-            Session::revoke(conn, session.id, "refresh_token_reused").await?;
+            Session::end(conn, session.id, "refresh_token_reused").await?;
             Ok(Rotation::Reused)
         })
         .await?;
     match outcome {
-        Rotation::Issue(user, session, jti) => {
-            let pair = sign_pair(state, &user, &session, jti)?;
+        Rotation::Issue(user, session, jti, now) => {
+            let pair = sign_pair(state, &user, &session, jti, now)?;
             state.audit.record(
                 AuditEvent::new(AuditAction::Refresh)
                     .by_self(user.id)
@@ -330,11 +354,11 @@ pub async fn logout(
 ) -> ApiResult<()> {
     let mut conn = state.db.get().await?;
     let (action, revoked) = if all {
-        let n = Session::revoke_all_for_user(&mut conn, user_id, None, "logout_all").await?;
-        (AuditAction::LogoutAll, n)
+        let ended = Session::end_all_for_user(&mut conn, user_id, None, "logout_all").await?;
+        (AuditAction::LogoutAll, ended.len())
     } else {
-        let n = Session::revoke(&mut conn, session_id, "logout").await?;
-        (AuditAction::Logout, n)
+        let ended = Session::end(&mut conn, session_id, "logout").await?;
+        (AuditAction::Logout, ended.len())
     };
     state.audit.record(
         AuditEvent::new(action)

@@ -10,7 +10,7 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, PersonName, Role};
 use gatehouse_shared::models::{
-    AuditAction, AuditEvent, Page, PageRequest, User, UserChanges, UserFilter,
+    AuditAction, AuditEvent, Page, PageRequest, Session, User, UserChanges, UserFilter,
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -214,11 +214,19 @@ async fn apply(
         event = event.actor(actor);
     }
     event.insert(conn).await?;
+    // A new role or email: every access token issued before is refused
+    // from now on; the sessions survive, so a refresh carries the change.
+    // Last, so the feed's lock is held only until the commit.
+    if fields.contains(&"role") || fields.contains(&"email") {
+        Session::stale_all_for_user(conn, before.id).await?;
+    }
     Ok(updated)
 }
 
 /// Delete a user. Their sessions and codes go with the row (`ON DELETE
-/// CASCADE`), so their next request is 401. Deleting the last admin is 409.
+/// CASCADE`), so their next request is 401; the deletion trigger on
+/// `sessions` publishes each live one on the revocation feed, so apps
+/// refuse their tokens too. Deleting the last admin is 409.
 pub async fn delete_user(
     state: &AppState,
     actor: &User,

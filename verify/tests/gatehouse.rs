@@ -1,18 +1,19 @@
 //! gatehouse-verify against the real `gatehouse-api` binary (built by
 //! `cargo test --workspace`): its JWKS, its key rotation and its revocation
 //! feed over Redis and HTTP. Each test starts its own Gatehouse on a
-//! database of its own and its own Redis namespace (a private
+//! database of its own (testkit) and its own Redis namespace (a private
 //! `redis-server` where Redis is stopped mid-test).
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use gatehouse_testkit::process::binary;
+use gatehouse_testkit::{Namespace, PrivateRedis, TestDb, free_port};
 use gatehouse_verify::{Config, Verifier, VerifyError};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::RngCore;
@@ -24,111 +25,28 @@ const SECRET: &str = "verify-test-secret-0123456789-0123456789-abc";
 const ADMIN: &str = "root@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 
-fn pg_server() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-fn shared_redis() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `target/<profile>/<name>`, next to this test's executable.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} not built; run `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
-
-fn psql(sql: &str) {
-    let status = std::process::Command::new("psql")
-        .args([&format!("{}/postgres", pg_server()), "-q", "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "psql {sql}");
-}
-
-/// A private `redis-server` (stopped on drop).
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server on the PATH");
-        let url = format!("redis://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && client.get_multiplexed_async_connection().await.is_ok()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-    }
-}
-
 /// A running `gatehouse-api` on a database of its own.
 struct Gatehouse {
     child: Child,
     base: String,
-    db: String,
-    namespace: String,
+    _db: TestDb,
+    namespace: Namespace,
     redis_url: String,
     http: reqwest::Client,
 }
 
 impl Gatehouse {
     async fn start(redis_url: &str, extra: &[(&str, &str)]) -> Self {
-        let db = format!("gv_{}", Uuid::new_v4().simple());
-        psql(&format!("CREATE DATABASE {db}"));
+        let db = TestDb::new().await;
         let port = free_port();
-        let namespace = format!("test-{}", Uuid::new_v4().simple());
+        let namespace = Namespace::new();
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = Command::new(binary("gatehouse-api"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", format!("{}/{db}", pg_server()))
+            .env("DATABASE_URL", &db.url)
             .env("REDIS_URL", redis_url)
-            .env("REDIS_NAMESPACE", &namespace)
+            .env("REDIS_NAMESPACE", namespace.as_str())
             .env("JWT_SECRET", SECRET)
             .env("API_ADDR", format!("127.0.0.1:{port}"))
             .env("PUBLIC_URL", &base)
@@ -164,7 +82,7 @@ impl Gatehouse {
         Self {
             child,
             base,
-            db,
+            _db: db,
             namespace,
             redis_url: redis_url.to_owned(),
             http,
@@ -178,7 +96,7 @@ impl Gatehouse {
             .with_jwks_min_refetch_interval(Duration::from_millis(200))
             .with_leeway(Duration::from_secs(1));
         if redis {
-            config = config.with_redis(&self.redis_url, &self.namespace);
+            config = config.with_redis(&self.redis_url, self.namespace.as_str());
         }
         Verifier::start(config).await.unwrap()
     }
@@ -270,21 +188,8 @@ impl Gatehouse {
 
 impl Drop for Gatehouse {
     fn drop(&mut self) {
+        // Before the database is dropped (`_db`, after this).
         let _ = self.child.start_kill();
-        let db = self.db.clone();
-        let _ = std::thread::spawn(move || {
-            let _ = std::process::Command::new("psql")
-                .args([
-                    &format!("{}/postgres", pg_server()),
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        })
-        .join();
     }
 }
 
@@ -337,7 +242,11 @@ fn eddsa_header(kid: &str) -> Header {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_holding_no_secret_accepts_valid_tokens_and_refuses_forged_expired_revoked_and_stale_ones()
  {
-    let gh = Gatehouse::start(&shared_redis(), &[("ACCESS_TOKEN_TTL", "4s")]).await;
+    let gh = Gatehouse::start(
+        &gatehouse_testkit::redis_url(),
+        &[("ACCESS_TOKEN_TTL", "4s")],
+    )
+    .await;
     let verifier = gh.verifier(true).await;
     let (admin, _) = gh.login(ADMIN).await;
     let ada = gh.user(&admin, "ada@example.com").await;
@@ -438,7 +347,7 @@ async fn an_app_holding_no_secret_accepts_valid_tokens_and_refuses_forged_expire
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotation_while_an_app_runs_keeps_old_and_new_tokens_valid() {
     let gh = Gatehouse::start(
-        &shared_redis(),
+        &gatehouse_testkit::redis_url(),
         &[("JWKS_MAX_AGE", "1s"), ("KEY_REFRESH_INTERVAL", "1s")],
     )
     .await;
@@ -485,7 +394,7 @@ async fn a_rotation_while_an_app_runs_keeps_old_and_new_tokens_valid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_logout_the_app_refuses_the_old_token() {
-    let gh = Gatehouse::start(&shared_redis(), &[]).await;
+    let gh = Gatehouse::start(&gatehouse_testkit::redis_url(), &[]).await;
     let verifier = gh.verifier(true).await;
     let (token, _) = gh.login(ADMIN).await;
     verifier.verify(&token).await.unwrap();
@@ -496,8 +405,7 @@ async fn after_logout_the_app_refuses_the_old_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
-    let port = free_port();
-    let redis = PrivateRedis::start(port).await;
+    let mut redis = PrivateRedis::start();
     let gh = Gatehouse::start(&redis.url(), &[]).await;
     let verifier = gh.verifier(true).await;
     let sessions: Vec<String> = {
@@ -516,7 +424,7 @@ async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
 
     // Redis goes away: logouts still succeed at once, and the app learns
     // of them by polling.
-    redis.stop().await;
+    redis.down();
     let started = Instant::now();
     gh.logout(&sessions[1]).await;
     gh.logout(&sessions[2]).await;
@@ -529,7 +437,7 @@ async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
     verifier.verify(&sessions[3]).await.unwrap();
 
     // Redis comes back on the same port: pushes resume.
-    let redis = PrivateRedis::start(port).await;
+    redis.up();
     tokio::time::sleep(Duration::from_secs(2)).await;
     gh.logout(&sessions[3]).await;
     refused_within(&verifier, &sessions[3], Duration::from_secs(2)).await;
@@ -539,12 +447,11 @@ async fn redis_dropped_mid_stream_polling_takes_over_and_nothing_is_missed() {
             Err(VerifyError::Revoked)
         ));
     }
-    redis.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_kid_is_refused() {
-    let gh = Gatehouse::start(&shared_redis(), &[]).await;
+    let gh = Gatehouse::start(&gatehouse_testkit::redis_url(), &[]).await;
     let verifier = gh.verifier(false).await;
     let (token, _) = gh.login(ADMIN).await;
     let claims = claims_of(&token);
@@ -573,8 +480,12 @@ async fn a_forged_kid_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_hs256_token_is_refused_by_an_eddsa_verifier() {
-    let eddsa = Gatehouse::start(&shared_redis(), &[]).await;
-    let hs256 = Gatehouse::start(&shared_redis(), &[("JWT_ALGORITHM", "HS256")]).await;
+    let eddsa = Gatehouse::start(&gatehouse_testkit::redis_url(), &[]).await;
+    let hs256 = Gatehouse::start(
+        &gatehouse_testkit::redis_url(),
+        &[("JWT_ALGORITHM", "HS256")],
+    )
+    .await;
     let verifier = eddsa.verifier(false).await;
     let (token, _) = hs256.login(ADMIN).await;
     assert_eq!(header_of(&token)["alg"], "HS256");

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, parse_duration};
+use gatehouse_shared::config::{DatabaseArgs, LogArgs, RedisArgs, TokenArgs, parse_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MailTransport {
@@ -65,12 +65,22 @@ pub struct WorkerConfig {
     )]
     pub mail_from: String,
 
+    /// `JWT_SECRET` (encrypts new signing keys), `ACCESS_TOKEN_TTL` (key
+    /// retirement, revocation-feed retention), `JWKS_MAX_AGE` and
+    /// `KEY_REFRESH_INTERVAL` (when a new key may sign).
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+
     /// Unverified accounts older than this are purged.
     #[arg(long, env = "UNVERIFIED_TTL", default_value = "48h", value_parser = parse_duration)]
     pub unverified_ttl: Duration,
     /// Purge schedule: cron with 6 fields, seconds first (hourly by default).
     #[arg(long, env = "PURGE_SCHEDULE", default_value = "0 0 * * * *", value_parser = parse_schedule)]
     pub purge_schedule: String,
+    /// Signing-key rotation schedule: cron with 6 fields, seconds first
+    /// (monthly by default: the 1st at 03:00 UTC).
+    #[arg(long, env = "KEY_ROTATION_SCHEDULE", default_value = "0 0 3 1 * *", value_parser = parse_schedule)]
+    pub key_rotation_schedule: String,
     /// Rows deleted per purge statement (short locks).
     #[arg(long, env = "PURGE_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub purge_batch_size: i64,

@@ -77,6 +77,16 @@ pub async fn serve(
     // Migrations are idempotent and serialised by an advisory lock, so the
     // worker may start before the API.
     gatehouse_shared::db::run_migrations(&config.db.database_url).await?;
+    // The first signing keys, if the API has not created them yet (same
+    // lock); a JWT_SECRET that does not open them stops the worker here.
+    {
+        let sealer = gatehouse_shared::keys::KeySealer::new(config.tokens.jwt_secret.bytes());
+        let mut conn = state.db.get().await?;
+        gatehouse_shared::models::SigningKey::ensure(&mut conn, &sealer).await?;
+    }
+    let _ = metrics_handle();
+    gatehouse_shared::rotation::init_metrics();
+    gatehouse_shared::rotation::observe_key_age(&state.db).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(config.worker_addr).await?;

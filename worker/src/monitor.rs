@@ -14,16 +14,17 @@ use apalis_cron::{CronScheduler, Tick};
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::jobs::{self, Handler};
-use crate::relay;
+use crate::jobs::{self, Handler, Scheduled};
 use crate::state::WorkerState;
 
-/// Name of the cron worker in metrics labels.
-const SCHEDULE: &str = "purge-schedule";
+/// Cron workers a process runs: the purge and the key rotation (see
+/// `register_cron` below).
+const SCHEDULED: i64 = 2;
 
-/// Workers a healthy process runs: one consumer per job type and the cron.
+/// Workers a healthy process runs: one consumer per job type and one cron
+/// worker per scheduled job.
 pub fn expected_workers() -> i64 {
-    gatehouse_shared::jobs::KINDS.len() as i64 + 1
+    gatehouse_shared::jobs::KINDS.len() as i64 + SCHEDULED
 }
 
 /// What every consumer is built from.
@@ -81,18 +82,36 @@ async fn handle<J: Handler>(
     })
 }
 
-async fn handle_tick(tick: Tick, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+async fn handle_tick<S: Scheduled>(
+    tick: Tick,
+    state: Data<WorkerState>,
+) -> Result<(), BoxDynError> {
     let at = chrono::DateTime::<chrono::Utc>::from_timestamp(tick.get_timestamp() as i64, 0)
         .ok_or_else(|| AbortError::new("tick out of range"))?;
-    let run = jobs::purge::run_scheduled(&state, at).await?;
-    if run.is_some() {
-        // The replica that won the tick also trims finished jobs in Redis.
-        let day = Duration::from_secs(24 * 3600);
-        if let Err(e) = relay::vacuum_queues(&state, day, 7 * day).await {
-            tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
-        }
-    }
-    Ok(())
+    S::run(&state, at).await.map_err(|e| {
+        tracing::warn!(job = S::NAME, error = %format!("{e:#}"), "scheduled run failed");
+        e.into()
+    })
+}
+
+/// Register the cron worker of `S`: fired on `S::schedule` by every
+/// worker process, run once per tick (`S::run` claims its `job_runs` row).
+fn register_cron<S: Scheduled + 'static>(
+    monitor: Monitor,
+    state: &WorkerState,
+) -> anyhow::Result<Monitor> {
+    let schedule = cron::Schedule::from_str(S::schedule(&state.config))?;
+    let state = state.clone();
+    Ok(monitor.register(move |run: usize| {
+        restart_pause(run);
+        WorkerBuilder::new(format!("{}:{}-r{run}", state.name, S::NAME))
+            .backend(CronScheduler::new(schedule.clone()))
+            .concurrency(1)
+            .catch_panic()
+            .data(state.clone())
+            .on_event(on_event(state.clone(), S::NAME))
+            .build(handle_tick::<S>)
+    }))
 }
 
 /// Count job outcomes and track which workers are alive.
@@ -132,7 +151,7 @@ fn restart_pause(run: usize) {
     tokio::task::block_in_place(|| std::thread::sleep(pause));
 }
 
-/// Run every consumer and the cron worker until `shutdown_rx` turns true,
+/// Run every consumer and the cron workers until `shutdown_rx` turns true,
 /// then give in-flight jobs `SHUTDOWN_TIMEOUT`.
 pub async fn run_monitor(
     state: &WorkerState,
@@ -140,7 +159,6 @@ pub async fn run_monitor(
     mut shutdown_rx: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let config = &state.config;
-    let schedule = cron::Schedule::from_str(&config.purge_schedule)?;
     let consumers = Consumers {
         state: state.clone(),
         conn,
@@ -160,21 +178,10 @@ pub async fn run_monitor(
         };
     }
     gatehouse_shared::for_each_job!(register_each);
-    let cron = {
-        let state = state.clone();
-        move |run: usize| {
-            restart_pause(run);
-            WorkerBuilder::new(format!("{}:cron-r{run}", state.name))
-                .backend(CronScheduler::new(schedule.clone()))
-                .concurrency(1)
-                .catch_panic()
-                .data(state.clone())
-                .on_event(on_event(state.clone(), SCHEDULE))
-                .build(handle_tick)
-        }
-    };
+    // Scheduled jobs: one line each.
+    monitor = register_cron::<jobs::purge::ScheduledPurge>(monitor, state)?;
+    monitor = register_cron::<jobs::rotate_keys::RotateKeys>(monitor, state)?;
     monitor
-        .register(cron)
         // A worker whose backend failed (e.g. Redis dropped) restarts under
         // a new name, after a growing pause (see `restart_pause`); /health
         // is red while it is down.

@@ -32,7 +32,8 @@ pub async fn bearer_token<S: Send + Sync>(
 
 /// An authenticated user. The token proves identity; the session row and
 /// the user row, loaded on every request, decide authority. Logout, a
-/// password change, a role change or a deletion applies on the next request.
+/// password change, a role change or a deletion applies on the next request:
+/// each moves the session's `not_before` past the tokens issued before it.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user: User,
@@ -54,7 +55,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .map_err(|_| ApiError::invalid_token())?;
         let user = state
             .session_check
-            .active_user(claims.sid, claims.sub)
+            .active_user(claims.sid, claims.sub, claims.iat)
             .await?
             .ok_or_else(ApiError::invalid_token)?;
         Ok(Self {

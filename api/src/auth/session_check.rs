@@ -35,8 +35,12 @@ type Reply = Result<Option<User>, Failure>;
 struct Lookup {
     session_id: Uuid,
     user_id: Uuid,
+    iat: i64,
     reply: oneshot::Sender<Reply>,
 }
+
+/// Live sessions found by one query: `not_before` and the user.
+type Found = HashMap<Uuid, (i64, User)>;
 
 /// Handle to the batching task; cheap to clone.
 #[derive(Clone)]
@@ -60,17 +64,25 @@ impl SessionCheck {
         Self { db, tx, slots }
     }
 
-    /// The user behind a live session `session_id` of `user_id`, or `None`
-    /// when the session is revoked, expired, gone or someone else's.
-    pub async fn active_user(&self, session_id: Uuid, user_id: Uuid) -> ApiResult<Option<User>> {
+    /// The user behind a live session `session_id` of `user_id`, for a
+    /// token issued at `iat`; `None` when the session is revoked, expired,
+    /// gone or someone else's, or the token is stale (`iat` before the
+    /// session's `not_before`: a role change, a logout, ...).
+    pub async fn active_user(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        iat: i64,
+    ) -> ApiResult<Option<User>> {
         if let Ok(_slot) = self.slots.clone().try_acquire_owned() {
             let found = query(&self.db, &[session_id]).await;
-            return into_result(pick(&found, session_id, user_id));
+            return into_result(pick(&found, session_id, user_id, iat));
         }
         let (reply, rx) = oneshot::channel();
         let lookup = Lookup {
             session_id,
             user_id,
+            iat,
             reply,
         };
         let stopped = || ApiError::unavailable("The service is shutting down.");
@@ -118,12 +130,12 @@ async fn answer(db: &DbPool, batch: Vec<Lookup>) {
         // The caller may have gone (client disconnected): nothing to do.
         let _ = lookup
             .reply
-            .send(pick(&found, lookup.session_id, lookup.user_id));
+            .send(pick(&found, lookup.session_id, lookup.user_id, lookup.iat));
     }
 }
 
 /// Live sessions among `ids`, with their users.
-async fn query(db: &DbPool, ids: &[Uuid]) -> Result<HashMap<Uuid, User>, Failure> {
+async fn query(db: &DbPool, ids: &[Uuid]) -> Result<Found, Failure> {
     metrics::histogram!("gatehouse_session_lookup_batch_size").record(ids.len() as f64);
     let mut conn = db.get().await.map_err(|e| {
         tracing::warn!(error = %e, "database pool unavailable");
@@ -133,14 +145,21 @@ async fn query(db: &DbPool, ids: &[Uuid]) -> Result<HashMap<Uuid, User>, Failure
         tracing::error!(error = %e, "session lookup failed");
         Failure::Query
     })?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, not_before, user)| (id, (not_before, user)))
+        .collect())
 }
 
 /// One caller's answer. Only the session's own user: a token naming
-/// another user with a valid session id is refused like an unknown session.
-fn pick(found: &Result<HashMap<Uuid, User>, Failure>, session_id: Uuid, user_id: Uuid) -> Reply {
+/// another user with a valid session id is refused like an unknown session,
+/// and so is a token minted before the session's `not_before`.
+fn pick(found: &Result<Found, Failure>, session_id: Uuid, user_id: Uuid, iat: i64) -> Reply {
     match found {
         Err(f) => Err(*f),
-        Ok(users) => Ok(users.get(&session_id).filter(|u| u.id == user_id).cloned()),
+        Ok(sessions) => Ok(sessions
+            .get(&session_id)
+            .filter(|(not_before, user)| user.id == user_id && iat >= *not_before)
+            .map(|(_, user)| user.clone())),
     }
 }

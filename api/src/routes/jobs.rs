@@ -66,11 +66,15 @@ async fn request_purge(
     Ok((StatusCode::ACCEPTED, Json(PurgeAccepted { run_id })))
 }
 
-/// One executed purge run.
+/// One executed run of a scheduled job: a purge or a key rotation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PurgeRunOut {
-    /// For a requested run, the `run_id` answered by `POST /admin/jobs/purge`.
+    /// For a requested run, the `run_id` answered by `POST /admin/jobs/purge`
+    /// or `POST /admin/keys/rotate`.
     pub id: Uuid,
+    /// `purge` or `rotate-keys`.
+    #[schema(example = "purge")]
+    pub job: String,
     /// `schedule` or `manual`.
     #[schema(example = "schedule")]
     pub trigger: String,
@@ -99,12 +103,17 @@ pub struct PurgeRunOut {
     pub worker: String,
     /// The admin who requested a manual run.
     pub requested_by: Option<Uuid>,
+    /// What a `rotate-keys` run did (`outcome`: `rotated` or `waiting`, and
+    /// the kids); `null` for a purge, whose counts are above.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl From<PurgeRun> for PurgeRunOut {
     fn from(r: PurgeRun) -> Self {
         Self {
             id: r.id,
+            job: r.job,
             trigger: r.trigger,
             scheduled_for: r.scheduled_for,
             started_at: r.started_at,
@@ -117,16 +126,18 @@ impl From<PurgeRun> for PurgeRunOut {
             error: r.error,
             worker: r.worker,
             requested_by: r.requested_by,
+            details: r.details,
         }
     }
 }
 
-/// List purge runs.
+/// List job runs.
 ///
-/// Every executed purge run, scheduled or requested, newest first: when it
-/// was due, started and finished, its status, the rows it deleted (or would
-/// delete, for a dry run) and its error. A requested run appears once a
-/// worker starts it.
+/// Every executed run of a scheduled job (`purge`, `rotate-keys`),
+/// scheduled or requested, newest first: when it was due, started and
+/// finished, its status, the rows a purge deleted (or would delete, for a
+/// dry run), what a rotation did, and the error. A requested purge appears
+/// once a worker starts it.
 #[utoipa::path(
     get, path = "/admin/jobs/runs", tag = "admin",
     params(PageParams),

@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod audit;
 pub mod health;
 pub mod jobs;
+pub mod keys;
 pub mod me;
+pub mod revocations;
 pub mod sessions;
 pub mod users;

@@ -503,7 +503,9 @@ async fn bench_enqueue_path() {
 
 /// The same app state without an audit writer, served on its own port.
 async fn unaudited_server(app: &TestApp) -> String {
-    let state = gatehouse_api::build_state(app.state.config.clone()).unwrap();
+    let state = gatehouse_api::build_state(app.state.config.clone())
+        .await
+        .unwrap();
     let Ok(mut inner) = Arc::try_unwrap(state.0) else {
         panic!("state shared")
     };

@@ -41,7 +41,7 @@ impl TestApp {
         let args =
             gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();
-        let state = gatehouse_api::build_state(cli.config).unwrap();
+        let state = gatehouse_api::build_state(cli.config).await.unwrap();
         gatehouse_api::accounts::bootstrap_admin(&state)
             .await
             .unwrap();
@@ -124,6 +124,20 @@ impl TestApp {
             "invalid_token",
         )
         .await;
+    }
+
+    /// The session's next pair, through `POST /auth/refresh`.
+    pub async fn refreshed(&self, tokens: &Tokens) -> Tokens {
+        let res = self
+            .post("/auth/refresh", json!({"refresh_token": tokens.refresh}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "refresh");
+        let v: Value = res.json().await.unwrap();
+        Tokens {
+            access: v["access_token"].as_str().unwrap().to_owned(),
+            refresh: v["refresh_token"].as_str().unwrap().to_owned(),
+            user_id: tokens.user_id,
+        }
     }
 
     /// POST without a body, authenticated with `token` (logout and the like).

@@ -123,6 +123,11 @@ async fn purge_history_is_listed_newest_first() {
     assert_eq!(running["worker"], "worker-b");
     let done = &v["items"][1];
     assert_eq!(done["status"], "succeeded");
+    // Runs of every scheduled job are listed; these are purges.
+    assert_eq!(
+        (done["job"].as_str(), &done["details"]),
+        (Some("purge"), &Value::Null)
+    );
     assert_eq!(done["requested_by"], Value::Null);
     assert_eq!(
         (
@@ -148,10 +153,12 @@ async fn purge_history_is_listed_newest_first() {
         keys,
         [
             "codes_deleted",
+            "details",
             "dry_run",
             "error",
             "finished_at",
             "id",
+            "job",
             "requested_by",
             "scheduled_for",
             "sessions_deleted",

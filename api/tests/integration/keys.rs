@@ -282,3 +282,288 @@ async fn a_rotation_tick_runs_once_however_many_workers_fire_it() {
     );
     assert_eq!(details.as_ref().unwrap()["outcome"], "rotated");
 }
+
+// ---------------------------------------------------------------------------
+// Over HTTP: discovery, the admin endpoints, both signing modes.
+
+use crate::common::{TestApp, problem};
+use reqwest::StatusCode;
+
+async fn get_json(app: &TestApp, path: &str) -> (reqwest::header::HeaderMap, Value) {
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    let headers = res.headers().clone();
+    (headers, res.json().await.unwrap())
+}
+
+fn header_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_serves_the_published_keys_with_caching_headers() {
+    let app = TestApp::spawn_with(&[("jwks-max-age", "7m")]).await;
+    let (headers, jwks) = get_json(&app, "/.well-known/jwks.json").await;
+    assert_eq!(headers["cache-control"], "public, max-age=420");
+    assert_eq!(headers["content-type"], "application/json");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "strong: {etag}"
+    );
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "current and next: {jwks}");
+    for key in keys {
+        let members: Vec<&str> = {
+            let mut m: Vec<&str> = key
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            m.sort_unstable();
+            m
+        };
+        assert_eq!(members, ["alg", "crv", "kid", "kty", "use", "x"]);
+        assert_eq!(
+            (key["kty"].as_str(), key["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert_eq!(
+            (key["alg"].as_str(), key["use"].as_str()),
+            (Some("EdDSA"), Some("sig"))
+        );
+        // The kid is the RFC 7638 thumbprint, as jsonwebtoken computes it.
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).unwrap();
+        assert_eq!(
+            key["kid"],
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .unwrap()
+        );
+    }
+
+    // A token verifies with the published key its kid names, and nothing
+    // secret is needed.
+    let t = app.logged_in("ada@example.com").await;
+    let header = header_of(&t.access);
+    assert_eq!(
+        (header["alg"].as_str(), header["typ"].as_str()),
+        (Some("EdDSA"), Some("at+jwt"))
+    );
+    let key = keys
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("kid published");
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["gatehouse"]);
+    validation.set_issuer(&["gatehouse"]);
+    let data = jsonwebtoken::decode::<Value>(
+        &t.access,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &validation,
+    )
+    .unwrap();
+    // RFC 9068's required claims are all there.
+    for claim in ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"] {
+        assert!(data.claims.get(claim).is_some(), "{claim}");
+    }
+    assert_eq!(data.claims["client_id"], "gatehouse");
+
+    // If-None-Match: 304 with the same validators, no body.
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(res.headers()["cache-control"], "public, max-age=420");
+    assert!(res.bytes().await.unwrap().is_empty());
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_names_the_issuer_keys_token_endpoint_and_feed() {
+    let app = TestApp::spawn_with(&[("public-url", "https://auth.example.com/")]).await;
+    let (_, doc) = get_json(&app, "/.well-known/openid-configuration").await;
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "issuer": "gatehouse",
+            "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+            "token_endpoint": "https://auth.example.com/auth/token",
+            "id_token_signing_alg_values_supported": ["EdDSA"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "grant_types_supported": ["password", "refresh_token"],
+            "revocation_feed_uri": "https://auth.example.com/.well-known/revocations",
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hs256_mode_signs_with_the_secret_under_a_kid_and_publishes_nothing() {
+    let app = TestApp::spawn_with(&[("jwt-algorithm", "HS256")]).await;
+    let (_, jwks) = get_json(&app, "/.well-known/jwks.json").await;
+    assert_eq!(jwks, serde_json::json!({"keys": []}));
+    let (_, doc) = get_json(&app, "/.well-known/openid-configuration").await;
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["HS256"])
+    );
+    let t = app.logged_in("ada@example.com").await;
+    let header = header_of(&t.access);
+    assert_eq!(header["alg"], "HS256");
+    assert!(header["kid"].as_str().unwrap().starts_with("hs256-"));
+    assert_eq!(
+        app.get_auth("/me", &t.access).await.status(),
+        StatusCode::OK
+    );
+    // Refresh, logout and staleness work the same.
+    let fresh = app.refreshed(&t).await;
+    assert_eq!(
+        app.get_auth("/me", &fresh.access).await.status(),
+        StatusCode::OK
+    );
+    let res = app.post_auth("/auth/logout", &fresh.access).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    app.assert_token_refused(&fresh.access).await;
+
+    // Tokens of the other mode are refused both ways (their sessions are
+    // unknown there too, but the algorithm is checked first).
+    let eddsa = TestApp::spawn().await;
+    let other = eddsa.logged_in("bob@example.com").await;
+    app.assert_token_refused(&other.access).await;
+    let t = app.logged_in("carol@example.com").await;
+    eddsa.assert_token_refused(&t.access).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_list_and_rotate_keys_audited_and_recorded() {
+    let app = TestApp::spawn_with(&[("jwks-max-age", "1s"), ("key-refresh-interval", "1s")]).await;
+    let root = app.admin("root@example.com").await;
+    let user = app.logged_in("ada@example.com").await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/admin/keys"),
+        (reqwest::Method::POST, "/admin/keys/rotate"),
+    ] {
+        let res = app
+            .send_auth(method.clone(), path, Some(&user.access), None)
+            .await;
+        problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+        let res = app.send_auth(method, path, None, None).await;
+        problem(res, StatusCode::UNAUTHORIZED, "missing_token").await;
+    }
+
+    let res = app.get_auth("/admin/keys", &root.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(
+        (page["total"].as_i64(), page["limit"].as_i64()),
+        (Some(2), Some(50))
+    );
+    let state_of = |page: &Value, state: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["state"] == state)
+            .cloned()
+            .unwrap()
+    };
+    let (current, next) = (state_of(&page, "current"), state_of(&page, "next"));
+    // Public parts, states and dates only.
+    let text = page.to_string();
+    for secret in ["private", "\"d\"", "pkcs8"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(current["public_jwk"]["kid"], current["kid"]);
+    assert!(current["activated_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(next["activated_at"], Value::Null);
+
+    // Within one refresh period + max-age of its publication, the next key
+    // may not sign yet: 409 with Retry-After, nothing changed.
+    let res = app.post_auth("/admin/keys/rotate", &root.access).await;
+    let retry = res.headers().get("retry-after").cloned();
+    problem(res, StatusCode::CONFLICT, "rotation_too_soon").await;
+    assert!(retry.is_some());
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let res = app.post_auth("/admin/keys/rotate", &root.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rotation: Value = res.json().await.unwrap();
+    assert_eq!(rotation["activated"], next["kid"]);
+    assert_eq!(rotation["deactivated"], current["kid"]);
+    // This replica signs with the new key at once; old tokens stay valid.
+    let t = app.login("ada@example.com", crate::common::PASSWORD).await;
+    assert_eq!(header_of(&t.access)["kid"], next["kid"]);
+    assert_eq!(
+        app.get_auth("/me", &user.access).await.status(),
+        StatusCode::OK
+    );
+    let (_, jwks) = get_json(&app, "/.well-known/jwks.json").await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+
+    // Recorded as a run of the rotate-keys job and audited.
+    let runs: Value = app
+        .get_auth("/admin/jobs/runs", &root.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run = &runs["items"][0];
+    assert_eq!(
+        (run["job"].as_str(), run["trigger"].as_str()),
+        (Some("rotate-keys"), Some("manual"))
+    );
+    assert_eq!(run["id"], rotation["run_id"]);
+    assert_eq!(run["requested_by"], root.user_id.to_string());
+    assert_eq!(run["details"]["outcome"], "rotated");
+    let audit: Value = app
+        .get_auth("/admin/audit?action=keys_rotated", &root.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["total"], 1);
+    assert_eq!(audit["items"][0]["actor_id"], root.user_id.to_string());
+    assert_eq!(audit["items"][0]["details"]["run_id"], rotation["run_id"]);
+    let audit: Value = app
+        .get_auth("/admin/audit?action=keys_listed", &root.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["total"], 1);
+
+    // The current key's age is on /metrics.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_signing_key_age_seconds"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gatehouse_key_rotations_total"));
+}

@@ -248,3 +248,173 @@ async fn committed_entries_are_published_once_by_several_replicas() {
     drop(messages);
     gatehouse_testkit::clear_redis_namespace(&gatehouse_testkit::redis_url(), &namespace).await;
 }
+
+// ---------------------------------------------------------------------------
+// Over HTTP: `GET /.well-known/revocations`, and which routes write it.
+
+use crate::common::{PASSWORD, TestApp, problem};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn get_feed(app: &TestApp, query: &str) -> Value {
+    let res = app
+        .client
+        .get(app.url(&format!("/.well-known/revocations{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{query}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
+}
+
+fn sid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_pages_from_a_cursor_and_lists_every_stale_making_change() {
+    let app = TestApp::spawn().await;
+    // Empty: next_cursor 0, or `since` itself.
+    assert_eq!(
+        get_feed(&app, "").await,
+        json!({"items": [], "next_cursor": 0, "has_more": false})
+    );
+    assert_eq!(
+        get_feed(&app, "?since=42").await,
+        json!({"items": [], "next_cursor": 42, "has_more": false})
+    );
+
+    let a = app.logged_in("ada@example.com").await;
+    let b = app.login("ada@example.com", PASSWORD).await;
+    let c = app.login("ada@example.com", PASSWORD).await;
+    // Logout: one entry.
+    assert_eq!(
+        app.post_auth("/auth/logout", &a.access).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Password change: the other session ends (c keeps its token).
+    let res = app
+        .patch_auth(
+            "/me",
+            &c.access,
+            json!({"password": "a brand new passphrase", "current_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_auth("/me", &c.access).await.status(),
+        StatusCode::OK
+    );
+    app.assert_token_refused(&b.access).await;
+
+    let all = get_feed(&app, "").await;
+    let items = all["items"].as_array().unwrap();
+    let sids: Vec<&str> = items.iter().map(|e| e["sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, [sid_of(&a.access), sid_of(&b.access)]);
+    for e in items {
+        let members: Vec<&str> = {
+            let mut m: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+            m.sort_unstable();
+            m
+        };
+        assert_eq!(members, ["cursor", "not_before", "sid"]);
+        assert!(e["not_before"].as_i64().unwrap() > chrono::Utc::now().timestamp() - 60);
+    }
+    let first = items[0]["cursor"].as_i64().unwrap();
+    assert_eq!(all["next_cursor"], items[1]["cursor"]);
+    assert_eq!(all["has_more"], false);
+    // Paging.
+    let page = get_feed(&app, "?limit=1").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (page["next_cursor"].as_i64(), &page["has_more"]),
+        (Some(first), &json!(true))
+    );
+    let rest = get_feed(&app, &format!("?since={first}")).await;
+    assert_eq!(rest["items"], json!([items[1]]));
+    assert_eq!(rest["next_cursor"], items[1]["cursor"]);
+
+    // Bad parameters name themselves.
+    for (query, field) in [
+        ("?since=-1", "since"),
+        ("?limit=0", "limit"),
+        ("?limit=10001", "limit"),
+        ("?since=x", "since"),
+        ("?other=1", "other"),
+    ] {
+        let res = app
+            .client
+            .get(app.url(&format!("/.well-known/revocations{query}")))
+            .send()
+            .await
+            .unwrap();
+        let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], field, "{query}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_everywhere_reuse_and_deletion_are_on_the_feed() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let a = app.logged_in("ada@example.com").await;
+    let b = app.login("ada@example.com", PASSWORD).await;
+    let res = app.post_auth("/auth/logout?scope=all", &a.access).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let feed = get_feed(&app, "").await;
+    let mut sids: Vec<String> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sid"].as_str().unwrap().to_owned())
+        .collect();
+    sids.sort();
+    let mut expected = vec![sid_of(&a.access), sid_of(&b.access)];
+    expected.sort();
+    assert_eq!(sids, expected);
+    let since = feed["next_cursor"].as_i64().unwrap();
+
+    // Refresh-token reuse ends the session: `d.refresh` is two
+    // generations old when it is replayed.
+    let d = app.login("ada@example.com", PASSWORD).await;
+    let d2 = app.refreshed(&d).await;
+    let _d3 = app.refreshed(&d2).await;
+    let res = app
+        .post("/auth/refresh", json!({"refresh_token": d.refresh}))
+        .await;
+    problem(res, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
+    let feed = get_feed(&app, &format!("?since={since}")).await;
+    assert!(
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["sid"] == sid_of(&d.access)),
+        "{feed}"
+    );
+    let since = feed["next_cursor"].as_i64().unwrap();
+
+    // Deletion by an admin: every live session of the user.
+    let e = app.login("ada@example.com", PASSWORD).await;
+    let res = app
+        .delete_auth(&format!("/users/{}", e.user_id), &root.access)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let feed = get_feed(&app, &format!("?since={since}")).await;
+    let sids: Vec<&str> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sid"].as_str().unwrap())
+        .collect();
+    assert!(sids.contains(&sid_of(&e.access).as_str()), "{feed}");
+}

@@ -422,16 +422,22 @@ async fn role_change_and_deletion_apply_on_the_next_request() {
     let t = app.session_for(id).await;
     let res = app.get_auth("/users", &t.access).await;
     problem(res, StatusCode::FORBIDDEN, "forbidden").await;
-    // Promoted: the same token is an admin's on the very next request.
+    // Promoted: the old token is refused on the very next request (issue
+    // 11 item 19); the session survives, and a refresh is an admin's.
     let res = app.set_role(&root.access, id, "admin").await;
     assert_eq!(res.status(), StatusCode::OK);
+    app.assert_token_refused(&t.access).await;
+    let t = app.refreshed(&t).await;
     assert_eq!(
         app.get_auth("/users", &t.access).await.status(),
         StatusCode::OK
     );
-    // Demoted again: refused at once.
+    // Demoted again: the admin token is refused at once, a refresh is a
+    // plain user's.
     let res = app.set_role(&root.access, id, "user").await;
     assert_eq!(res.status(), StatusCode::OK);
+    app.assert_token_refused(&t.access).await;
+    let t = app.refreshed(&t).await;
     let res = app.get_auth("/users", &t.access).await;
     problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Deleted: every session of the user is gone, refresh included.
@@ -698,4 +704,149 @@ async fn admin_promote_goes_through_the_use_case_and_is_audited() {
         app.get_auth("/users", &t.access).await.status(),
         StatusCode::OK
     );
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Issue 11 item 19: after an admin changes a user's role, that user's old
+/// access token is refused on `GET /me`, and a refresh returns a token with
+/// the new role. The same holds for an email change; other users' and
+/// other sessions' tokens are untouched only where nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue11_item19_role_change_refuses_old_access_tokens_and_refresh_carries_the_new_role() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let id = app.insert_user("ada@example.com", Role::User, true).await;
+    let (laptop, phone) = (app.session_for(id).await, app.session_for(id).await);
+    let bystander = app
+        .session_for(app.insert_user("bob@example.com", Role::User, true).await)
+        .await;
+    assert_eq!(claims(&laptop.access)["role"], "user");
+
+    let res = app
+        .patch_auth(
+            &format!("/users/{id}"),
+            &root.access,
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Every session's old token is refused; nobody else is affected.
+    app.assert_token_refused(&laptop.access).await;
+    app.assert_token_refused(&phone.access).await;
+    assert_eq!(
+        app.get_auth("/me", &bystander.access).await.status(),
+        StatusCode::OK
+    );
+    // Both sessions survive: a refresh carries the new role, at once.
+    for session in [&laptop, &phone] {
+        let fresh = app.refreshed(session).await;
+        assert_eq!(claims(&fresh.access)["role"], "admin");
+        let me = app.get_auth("/me", &fresh.access).await;
+        assert_eq!(me.status(), StatusCode::OK);
+        assert_eq!(me.json::<Value>().await.unwrap()["role"], "admin");
+    }
+    // The change is on the revocation feed, one entry per session.
+    let feed: Value = app
+        .client
+        .get(app.url("/.well-known/revocations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut sids: Vec<&str> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sid"].as_str().unwrap())
+        .collect();
+    sids.sort_unstable();
+    let mut expected = [
+        claims(&laptop.access)["sid"].clone(),
+        claims(&phone.access)["sid"].clone(),
+    ];
+    expected.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    assert_eq!(
+        sids,
+        [expected[0].as_str().unwrap(), expected[1].as_str().unwrap()]
+    );
+
+    // An email change by an admin: the same.
+    let now = app.refreshed(&laptop).await;
+    let res = app
+        .patch_auth(
+            &format!("/users/{id}"),
+            &root.access,
+            json!({"email": "ada@new.example.com"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.assert_token_refused(&now.access).await;
+    // A name change makes nothing stale.
+    let fresh = app.refreshed(&now).await;
+    let res = app
+        .patch_auth(
+            &format!("/users/{id}"),
+            &root.access,
+            json!({"first_name": "Ada"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_auth("/me", &fresh.access).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// Second-granularity `iat`: a token minted in the same second just before
+/// a role change is refused; a refresh right after it, in that same
+/// second, is accepted at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_minted_in_the_same_second_before_a_change_is_refused() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let id = app.insert_user("ada@example.com", Role::User, true).await;
+    let t = app.session_for(id).await;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries < 20, "never managed to stay within one second");
+        // Start early in a second, so mint, change and refresh share it.
+        let ms = chrono::Utc::now().timestamp_subsec_millis();
+        if ms > 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(u64::from(1010 - ms))).await;
+        }
+        let second = chrono::Utc::now().timestamp();
+        let before = app.refreshed(&app.session_for(id).await).await;
+        let role = if tries % 2 == 1 { "admin" } else { "user" };
+        let res = app
+            .patch_auth(&format!("/users/{id}"), &root.access, json!({"role": role}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let after = app.refreshed(&before).await;
+        if chrono::Utc::now().timestamp() != second {
+            continue;
+        }
+        // Same second: `before` has iat = second, the change set
+        // not_before = second + 1, and `after` carries iat = second + 1.
+        assert_eq!(claims(&before.access)["iat"], second);
+        assert_eq!(claims(&after.access)["iat"], second + 1);
+        assert_eq!(claims(&after.access)["role"], role);
+        app.assert_token_refused(&before.access).await;
+        let me = app.get_auth("/me", &after.access).await;
+        assert_eq!(me.status(), StatusCode::OK);
+        let _ = t;
+        return;
+    }
 }

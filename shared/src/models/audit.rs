@@ -24,10 +24,12 @@ pub enum AuditAction {
     UserUpdated,
     UserDeleted,
     PurgeRequested,
+    KeysRotated,
+    KeysListed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         Self::Signup,
         Self::Login,
         Self::LoginFailed,
@@ -39,6 +41,8 @@ impl AuditAction {
         Self::UserUpdated,
         Self::UserDeleted,
         Self::PurgeRequested,
+        Self::KeysRotated,
+        Self::KeysListed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,8 @@ impl AuditAction {
             Self::UserUpdated => "user_updated",
             Self::UserDeleted => "user_deleted",
             Self::PurgeRequested => "purge_requested",
+            Self::KeysRotated => "keys_rotated",
+            Self::KeysListed => "keys_listed",
         }
     }
 }

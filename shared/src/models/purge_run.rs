@@ -23,7 +23,10 @@ pub struct PurgeRun {
     pub error: Option<String>,
     pub worker: String,
     pub requested_by: Option<Uuid>,
+    /// `purge`, or another scheduled job (`rotate-keys`).
     pub job: String,
+    /// What a run of another job did (the purge's are the row counts).
+    pub details: Option<serde_json::Value>,
 }
 
 /// What a finished run removed (or would remove, for a dry run).
@@ -58,6 +61,7 @@ impl PurgeRun {
             worker: worker.into(),
             requested_by,
             job: super::job_run::PURGE_JOB.into(),
+            details: None,
         }
     }
 

@@ -55,7 +55,7 @@ impl Session {
     }
 
     /// The users behind live sessions, in one query: each live session's id
-    /// with its user. This runs for every authenticated request (coalesced
+    /// and `not_before` with its user. This runs for every authenticated request (coalesced
     /// by the API): the token proves identity, the database decides
     /// authority. Callers check that the user is the one their token names.
     ///
@@ -67,12 +67,12 @@ impl Session {
     pub async fn active_users(
         conn: &mut AsyncPgConnection,
         session_ids: &[Uuid],
-    ) -> QueryResult<Vec<(Uuid, User)>> {
+    ) -> QueryResult<Vec<(Uuid, i64, User)>> {
         let live = sessions::table
             .inner_join(users::table)
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(diesel::dsl::now))
-            .select((sessions::id, User::as_select()));
+            .select((sessions::id, sessions::not_before, User::as_select()));
         match session_ids {
             [id] => live.filter(sessions::id.eq(*id)).load(conn).await,
             ids => live.filter(sessions::id.eq_any(ids)).load(conn).await,
@@ -115,45 +115,9 @@ impl Session {
             .await
     }
 
-    pub async fn revoke(
-        conn: &mut AsyncPgConnection,
-        id: Uuid,
-        reason: &str,
-    ) -> QueryResult<usize> {
-        diesel::update(
-            sessions::table
-                .find(id)
-                .filter(sessions::revoked_at.is_null()),
-        )
-        .set((
-            sessions::revoked_at.eq(Some(Utc::now())),
-            sessions::revoked_reason.eq(Some(reason)),
-        ))
-        .execute(conn)
-        .await
-    }
-
-    /// Revoke every live session of a user, optionally sparing one.
-    pub async fn revoke_all_for_user(
-        conn: &mut AsyncPgConnection,
-        user_id: Uuid,
-        except: Option<Uuid>,
-        reason: &str,
-    ) -> QueryResult<usize> {
-        let spare = except.unwrap_or(Uuid::nil());
-        diesel::update(
-            sessions::table
-                .filter(sessions::user_id.eq(user_id))
-                .filter(sessions::revoked_at.is_null())
-                .filter(sessions::id.ne(spare)),
-        )
-        .set((
-            sessions::revoked_at.eq(Some(Utc::now())),
-            sessions::revoked_reason.eq(Some(reason)),
-        ))
-        .execute(conn)
-        .await
-    }
+    // Revoking or staling sessions: `Session::end`, `end_all_for_user`,
+    // `stale_all_for_user` and `stale` in `models::revocation`, which also
+    // write the revocation feed.
 
     pub async fn count_active_for_user(
         conn: &mut AsyncPgConnection,

@@ -4,12 +4,15 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use gatehouse_shared::jobs::Job;
 
 use crate::config::WorkerConfig;
 use crate::state::WorkerState;
 
 pub mod purge;
+pub mod rotate_keys;
 pub mod verify_email;
 
 /// What the worker does with a job type: the handler signature of the
@@ -31,4 +34,21 @@ pub trait Handler: Job {
     /// Do the work. An error is retried (`JOB_RETRIES`, backoff), then
     /// rescheduled by apalis; return `Ok` when there is nothing left to do.
     fn run(self, state: &WorkerState) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Work on a cron rather than a queue: every worker fires each tick, and
+/// the job's `job_runs` row keyed on (job, tick) lets exactly one run it.
+/// `crate::monitor` registers each with one line.
+pub trait Scheduled {
+    /// Label of its cron worker (metrics, worker names).
+    const NAME: &'static str;
+
+    /// Its cron expression (6 fields, seconds first).
+    fn schedule(config: &WorkerConfig) -> &str;
+
+    /// Run the tick `tick`, unless another worker has claimed it.
+    fn run(
+        state: &WorkerState,
+        tick: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

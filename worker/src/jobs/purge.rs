@@ -5,10 +5,12 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use gatehouse_shared::jobs::RunPurge;
 use gatehouse_shared::models::purge_run::PurgeCounts;
-use gatehouse_shared::models::{EmailVerification, OutboxEntry, PurgeRun, Session, User};
+use gatehouse_shared::models::{
+    EmailVerification, OutboxEntry, PurgeRun, Revocation, Session, User,
+};
 use uuid::Uuid;
 
-use super::Handler;
+use super::{Handler, Scheduled};
 use crate::config::WorkerConfig;
 use crate::state::WorkerState;
 
@@ -30,11 +32,37 @@ impl Handler for RunPurge {
 
 /// Revoked sessions are kept this long before deletion.
 const KEEP_REVOKED: i64 = 1;
+/// Revocation-feed entries are kept one access-token lifetime plus this.
+const FEED_MARGIN_MINUTES: i64 = 5;
 /// Completed outbox rows are kept this long.
 const KEEP_OUTBOX_DAYS: i64 = 7;
 
+/// The scheduled purge (`PURGE_SCHEDULE`).
+pub struct ScheduledPurge;
+
+impl Scheduled for ScheduledPurge {
+    const NAME: &'static str = "purge-schedule";
+
+    fn schedule(config: &WorkerConfig) -> &str {
+        &config.purge_schedule
+    }
+
+    async fn run(state: &WorkerState, tick: DateTime<Utc>) -> anyhow::Result<()> {
+        let run = run_scheduled(state, tick).await?;
+        if run.is_some() {
+            // The replica that won the tick also trims finished jobs in Redis.
+            let day = std::time::Duration::from_secs(24 * 3600);
+            if let Err(e) = crate::relay::vacuum_queues(state, day, 7 * day).await {
+                tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Run on a cron tick. Exactly one replica records and runs each tick: the
-/// partial unique index on `purge_runs(scheduled_for)` lets one insert win.
+/// partial unique index on `job_runs(job, scheduled_for)` lets one insert
+/// win.
 pub async fn run_scheduled(
     state: &WorkerState,
     tick: DateTime<Utc>,
@@ -141,6 +169,11 @@ pub async fn purge(state: &WorkerState, dry_run: bool) -> anyhow::Result<PurgeCo
         }
     }
     counts.codes = EmailVerification::delete_expired(&mut conn).await? as i64;
+    // Revocation-feed entries outlive every token they could refuse by a
+    // margin (verifiers' clock leeway).
+    let feed_ttl = ChronoDuration::from_std(state.config.tokens.access_token_ttl)?
+        + ChronoDuration::minutes(FEED_MARGIN_MINUTES);
+    Revocation::delete_before(&mut conn, Utc::now() - feed_ttl).await?;
     OutboxEntry::delete_completed_before(
         &mut conn,
         Utc::now() - ChronoDuration::days(KEEP_OUTBOX_DAYS),

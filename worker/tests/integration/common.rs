@@ -29,6 +29,7 @@ impl Ctx {
             ("mail-transport", "smtp"),
             ("smtp-url", &smtp),
             ("public-url", "https://app.example.com"),
+            ("jwt-secret", E2E_SECRET),
         ];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-worker", &db, &namespace, &defaults, extra);
@@ -97,6 +98,7 @@ impl Ctx {
                 format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
             ),
             ("DB_POOL_SIZE", "4".into()),
+            ("JWT_SECRET", E2E_SECRET.into()),
             ("OUTBOX_SWEEP_INTERVAL", "500ms".into()),
             ("QUEUE_HEARTBEAT", "1s".into()),
             ("QUEUE_MISSED_HEARTBEATS", "2".into()),
@@ -110,6 +112,10 @@ impl Ctx {
     }
 }
 
+/// `JWT_SECRET` of the API and worker of one test: they must agree, the
+/// worker encrypts the signing keys the API decrypts.
+pub const E2E_SECRET: &str = "e2e-secret-0123456789-0123456789-xyz";
+
 /// Start the real API binary on this context's database; return it and its
 /// base URL once `/health/ready` answers 200.
 pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
@@ -118,7 +124,7 @@ pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
         ("DATABASE_URL", ctx.db.url.clone()),
         ("REDIS_URL", redis_url.to_owned()),
         ("REDIS_NAMESPACE", ctx.namespace.0.clone()),
-        ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
+        ("JWT_SECRET", E2E_SECRET.into()),
         ("API_ADDR", format!("127.0.0.1:{port}")),
         ("COOKIE_SECURE", "false".into()),
     ];

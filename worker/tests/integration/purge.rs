@@ -153,7 +153,14 @@ async fn three_worker_processes_record_one_run_per_tick() {
         .map(|_| {
             Proc::spawn(
                 "gatehouse-worker",
-                &ctx.worker_env(&[("PURGE_SCHEDULE", "*/2 * * * * *")]),
+                &ctx.worker_env(&[
+                    ("PURGE_SCHEDULE", "*/2 * * * * *"),
+                    // Key rotation rides the same exactly-once runs; with
+                    // these waits each tick may really rotate.
+                    ("KEY_ROTATION_SCHEDULE", "1/2 * * * * *"),
+                    ("JWKS_MAX_AGE", "1s"),
+                    ("KEY_REFRESH_INTERVAL", "1s"),
+                ]),
             )
         })
         .collect();
@@ -174,17 +181,28 @@ async fn three_worker_processes_record_one_run_per_tick() {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let ticks: Vec<Tick> = diesel::sql_query(
-        "SELECT count(*) AS n FROM purge_runs WHERE trigger = 'schedule' GROUP BY scheduled_for",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap();
-    assert!(ticks.len() >= 2, "several ticks fired: {ticks:?}");
-    assert!(
-        ticks.iter().all(|t| t.n == 1),
-        "one run per tick: {ticks:?}"
-    );
+    for job in ["purge", "rotate-keys"] {
+        let ticks: Vec<Tick> = diesel::sql_query(
+            "SELECT count(*) AS n FROM job_runs WHERE job = $1 AND trigger = 'schedule' GROUP BY scheduled_for",
+        )
+        .bind::<diesel::sql_types::Text, _>(job)
+        .load(&mut conn)
+        .await
+        .unwrap();
+        assert!(ticks.len() >= 2, "{job}: several ticks fired: {ticks:?}");
+        assert!(
+            ticks.iter().all(|t| t.n == 1),
+            "{job}: one run per tick: {ticks:?}"
+        );
+    }
+    // The rotations rotated: one current and one next key, the rest
+    // previous (still published: their tokens may be alive).
+    let keys = gatehouse_shared::models::SigningKey::unretired(&mut conn)
+        .await
+        .unwrap();
+    let count = |state: &str| keys.iter().filter(|k| k.state == state).count();
+    assert_eq!((count("current"), count("next")), (1, 1));
+    assert!(count("previous") >= 1, "{keys:?}");
     let runs = PurgeRun::list(
         &mut conn,
         PageRequest {
@@ -199,4 +217,29 @@ async fn three_worker_processes_record_one_run_per_tick() {
             .iter()
             .all(|r| r.status == "succeeded" && r.users_deleted == 0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_purge_forgets_revocation_entries_older_than_a_token_lifetime() {
+    // ACCESS_TOKEN_TTL = 15 min (default), kept 5 min more.
+    let ctx = Ctx::new().await;
+    let mut conn = ctx.db.conn().await;
+    for minutes_ago in [30, 21, 19, 1] {
+        diesel::sql_query(
+            "INSERT INTO revocations (sid, not_before, created_at)
+             VALUES (gen_random_uuid(), 0, now() - make_interval(mins => $1))",
+        )
+        .bind::<diesel::sql_types::Integer, _>(minutes_ago)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    purge::purge(&ctx.state, false).await.unwrap();
+    let left = gatehouse_shared::models::Revocation::page(&mut conn, None, 100)
+        .await
+        .unwrap();
+    // 30 and 21 minutes old are gone; 19 and 1 stay, in cursor order.
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].cursor < left[1].cursor);
+    assert_eq!(left[0].cursor, 3);
 }
