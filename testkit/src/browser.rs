@@ -117,10 +117,14 @@ fn chrome_binary() -> Option<String> {
     if let Ok(bin) = std::env::var("CHROME_BIN") {
         return Some(bin);
     }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_owned)
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(str::to_owned)
 }
 
 /// chromedriver's `/status` says it is ready. A bare HTTP/1.1 GET read
@@ -158,7 +162,10 @@ pub fn screenshot_dir() -> PathBuf {
     let dir = std::env::var_os("SCREENSHOT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/screenshots"
+            ))
         });
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -212,7 +219,12 @@ impl Session {
     /// Texts of every element matching `css`.
     pub async fn texts(&self, css: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for el in self.client.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        for el in self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_default()
+        {
             out.push(el.text().await.unwrap_or_default());
         }
         out
@@ -232,8 +244,10 @@ impl Session {
                 return text;
             }
             if tokio::time::Instant::now() >= deadline {
-                self.fail(&format!("{css} never contained {needle:?}; last text: {text:?}"))
-                    .await;
+                self.fail(&format!(
+                    "{css} never contained {needle:?}; last text: {text:?}"
+                ))
+                .await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -248,8 +262,11 @@ impl Session {
                 return texts;
             }
             if tokio::time::Instant::now() >= deadline {
-                self.fail(&format!("{css}: {} of {count} elements: {texts:?}", texts.len()))
-                    .await;
+                self.fail(&format!(
+                    "{css}: {} of {count} elements: {texts:?}",
+                    texts.len()
+                ))
+                .await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -270,7 +287,12 @@ impl Session {
         if let Ok(html) = self.client.source().await {
             let _ = std::fs::write(shot.with_extension("html"), html);
         }
-        panic!("{} (browser session {}): see {}", why, self.name, shot.display());
+        panic!(
+            "{} (browser session {}): see {}",
+            why,
+            self.name,
+            shot.display()
+        );
     }
 
     /// End the session and remove its profile.

@@ -79,7 +79,7 @@ pub async fn run(
     };
     let app = router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "botfactory listening");
-    example_kit::http::serve(app, listener, shutdown).await?;
+    example_kit::http::serve(app, listener, shutdown, None).await?;
     verifier.shutdown().await;
     tracing::info!("botfactory stopped");
     Ok(())

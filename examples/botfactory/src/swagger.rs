@@ -35,7 +35,8 @@ pub fn router(doc: utoipa::openapi::OpenApi) -> Router {
 fn initializer(config: Arc<Config<'static>>) -> Response {
     match utoipa_swagger_ui::serve("swagger-initializer.js", config) {
         Ok(Some(file)) => {
-            let js = String::from_utf8_lossy(&file.bytes).replacen("SwaggerUIBundle({", INTERCEPTOR, 1);
+            let js =
+                String::from_utf8_lossy(&file.bytes).replacen("SwaggerUIBundle({", INTERCEPTOR, 1);
             ([(header::CONTENT_TYPE, "text/javascript")], js).into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),

@@ -45,6 +45,10 @@ pub struct SocketArgs {
     /// Longest time one frame may take to write; longer means a stalled client (1013).
     #[arg(long, env = "WS_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub ws_write_timeout: Duration,
+    /// Kernel send buffer per connection, in bytes (Linux doubles it). Small
+    /// enough that a client that stops reading fills it and its queue soon.
+    #[arg(long, env = "WS_SOCKET_SEND_BUFFER", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(4096..=16_777_216))]
+    pub ws_socket_send_buffer: u32,
     /// Messages one socket may send per second (bursts of twice as many).
     #[arg(long, env = "WS_MESSAGE_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub ws_message_rate: u32,

@@ -152,7 +152,9 @@ impl Fanout {
         let mut pubsub =
             tokio::time::timeout(Duration::from_secs(5), self.client.get_async_pubsub())
                 .await
-                .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+                .map_err(|_| {
+                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })??;
         pubsub.subscribe(&self.channel).await?;
         Ok(pubsub)
     }
@@ -190,7 +192,11 @@ async fn catch_up(hub: &Hub, db: &DbPool, since: DateTime<Utc>) {
                 }
             }
             metrics::counter!("chat_catch_up_messages_total").increment(delivered);
-            tracing::info!(delivered, rooms = rooms.len(), "caught up after the Redis subscription came back");
+            tracing::info!(
+                delivered,
+                rooms = rooms.len(),
+                "caught up after the Redis subscription came back"
+            );
         }
         Err(e) => tracing::warn!(error = %e, "catch-up after a Redis reconnect failed"),
     }

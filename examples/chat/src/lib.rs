@@ -150,9 +150,13 @@ pub async fn run(
         // Sockets leave hyper's tracking once upgraded: tell them ourselves.
         let _ = stop.send(true);
     };
-    let served = example_kit::http::serve(app, listener, signal).await;
+    let send_buffer = Some(config.sockets.ws_socket_send_buffer as usize);
+    let served = example_kit::http::serve(app, listener, signal, send_buffer).await;
     if !hub.drained(DRAIN_TIMEOUT).await {
-        tracing::warn!(open = hub.open_sockets(), "sockets still open after the drain timeout");
+        tracing::warn!(
+            open = hub.open_sockets(),
+            "sockets still open after the drain timeout"
+        );
     }
     let _ = subscriber.await;
     verifier.shutdown().await;

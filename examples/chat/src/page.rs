@@ -50,11 +50,19 @@ fn asset(page: &Page, content_type: &'static str, body: String) -> Response {
 }
 
 pub async fn index(State(state): State<AppState>) -> Response {
-    asset(&state.page, "text/html; charset=utf-8", state.page.index.clone())
+    asset(
+        &state.page,
+        "text/html; charset=utf-8",
+        state.page.index.clone(),
+    )
 }
 
 pub async fn script(State(state): State<AppState>) -> Response {
-    asset(&state.page, "text/javascript; charset=utf-8", SCRIPT.to_owned())
+    asset(
+        &state.page,
+        "text/javascript; charset=utf-8",
+        SCRIPT.to_owned(),
+    )
 }
 
 pub async fn style(State(state): State<AppState>) -> Response {
@@ -68,7 +76,10 @@ mod tests {
     #[test]
     fn gatehouse_url_is_escaped_into_the_page() {
         let page = Page::new("http://gh.example/\"><script>", "http://gh.example").expect("page");
-        assert!(page.index.contains("http://gh.example/&quot;&gt;&lt;script&gt;"));
+        assert!(
+            page.index
+                .contains("http://gh.example/&quot;&gt;&lt;script&gt;")
+        );
         assert!(!page.index.contains("{{GATEHOUSE_URL}}"));
         let csp = page.csp.to_str().expect("ascii");
         assert!(csp.contains("connect-src 'self' http://gh.example;"));

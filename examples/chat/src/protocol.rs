@@ -88,6 +88,9 @@ mod tests {
             .to_json(),
         )
         .expect("json");
-        assert_eq!(v, serde_json::json!({"type":"error","code":"rate_limited","message":"slow down"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","code":"rate_limited","message":"slow down"})
+        );
     }
 }

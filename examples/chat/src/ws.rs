@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{
-    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -242,7 +243,8 @@ impl RateLimit {
 
 impl Socket<'_> {
     fn send(&self, frame: &ServerFrame<'_>) {
-        self.outbox.send(Message::Text(Utf8Bytes::from(frame.to_json())));
+        self.outbox
+            .send(Message::Text(Utf8Bytes::from(frame.to_json())));
     }
 
     fn error(&self, code: &str, message: &str) {
@@ -272,15 +274,12 @@ impl Socket<'_> {
     /// The token of an `auth` frame, verified.
     async fn verify(&self, text: &str) -> Result<Claims, CloseReason> {
         match serde_json::from_str::<ClientFrame>(text) {
-            Ok(ClientFrame::Auth { token }) => self
-                .state
-                .verifier
-                .verify(&token)
-                .await
-                .map_err(|e| {
+            Ok(ClientFrame::Auth { token }) => {
+                self.state.verifier.verify(&token).await.map_err(|e| {
                     tracing::debug!(reason = e.reason(), "socket token refused");
                     CloseReason::AUTH_INVALID
-                }),
+                })
+            }
             _ => Err(CloseReason::AUTH_MISSING),
         }
     }

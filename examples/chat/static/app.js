@@ -168,15 +168,18 @@ $("verify-form").addEventListener("submit", async (ev) => {
 
 $("logout").addEventListener("click", async () => {
   session.loggingOut = true;
+  const socket = chat.socket;
   const r = await gatehouse("/auth/logout", { auth: true });
   clearTimeout(session.refreshTimer);
   session.token = null;
+  // The chat server may have closed the socket (4401) before Gatehouse's
+  // answer arrived: its close handler already showed that.
+  if (!session.loggingOut) return;
   if (!r.ok && r.status !== 401) notice(problemText(r.data, `Logout failed (${r.status}).`), "error");
   // Gatehouse revoked the session: the chat server closes our socket (4401)
   // within a second. Wait for it, so the revocation is visible.
-  if (chat.socket && chat.socket.readyState <= WebSocket.OPEN) {
+  if (socket && chat.socket === socket && socket.readyState <= WebSocket.OPEN) {
     notice("Logged out at Gatehouse; waiting for the chat server to close the socket...");
-    const socket = chat.socket;
     setTimeout(() => {
       if (chat.socket === socket && socket.readyState <= WebSocket.OPEN) {
         session.loggingOut = false;

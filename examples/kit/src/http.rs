@@ -71,11 +71,7 @@ pub async fn metrics_text() -> Response {
         .and_then(|h| h.as_ref())
         .map(|h| h.render())
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// Count and time requests by route template (low cardinality).
@@ -226,11 +222,26 @@ pub fn ready(checks: &[(&str, bool)]) -> (StatusCode, axum::Json<Health>) {
 /// Serve until `shutdown` resolves, then finish in-flight requests.
 /// WebSockets leave hyper's connection tracking once upgraded: the app
 /// closes them itself.
+///
+/// `send_buffer` caps each connection's kernel send buffer (`SO_SNDBUF`).
+/// Linux otherwise grows it up to `net.ipv4.tcp_wmem` (4 MiB), even towards
+/// a client that reads nothing: a server with long-lived sockets then holds
+/// megabytes per stalled client, and notices the stall only when they are
+/// full.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    send_buffer: Option<usize>,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(move |tcp| {
+        if let Some(bytes) = send_buffer
+            && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(bytes)
+        {
+            tracing::warn!(error = %e, "cannot set the socket send buffer");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

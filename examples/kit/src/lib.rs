@@ -9,8 +9,8 @@
 
 pub mod db;
 pub mod error;
-pub mod gatehouse;
 pub mod extract;
+pub mod gatehouse;
 pub mod http;
 pub mod page;
 pub mod process;

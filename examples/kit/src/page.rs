@@ -74,7 +74,12 @@ mod tests {
         }
         .bounds()
         .expect_err("out of range");
-        let fields: Vec<_> = e.errors.expect("errors").into_iter().map(|f| f.field).collect();
+        let fields: Vec<_> = e
+            .errors
+            .expect("errors")
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
         assert_eq!(fields, ["limit", "offset"]);
     }
 }

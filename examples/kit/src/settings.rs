@@ -168,7 +168,10 @@ mod tests {
         );
         assert!(parse_base_url("localhost:8000").is_err());
         assert!(parse_base_url("http://").is_err());
-        assert_eq!(origin_of("https://auth.example.com/base"), "https://auth.example.com");
+        assert_eq!(
+            origin_of("https://auth.example.com/base"),
+            "https://auth.example.com"
+        );
         assert_eq!(origin_of("http://127.0.0.1:9/"), "http://127.0.0.1:9");
     }
 

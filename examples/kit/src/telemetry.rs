@@ -10,7 +10,12 @@ pub fn init(args: &LogArgs) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match args.log_format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };

@@ -24,9 +24,9 @@ pub fn required(
     lines: Lines,
 ) -> Result<String, FieldError> {
     let trimmed = value.trim();
-    let bad_char = trimmed.chars().any(|c| {
-        c.is_control() && !(lines == Lines::Multi && matches!(c, '\n' | '\r' | '\t'))
-    });
+    let bad_char = trimmed
+        .chars()
+        .any(|c| c.is_control() && !(lines == Lines::Multi && matches!(c, '\n' | '\r' | '\t')));
     if bad_char {
         return Err(FieldError::new(
             field,
@@ -39,7 +39,10 @@ pub fn required(
         let (code, message) = if len == 0 {
             ("required", format!("{field} must not be empty"))
         } else {
-            ("too_short", format!("{field} must be at least {min} characters"))
+            (
+                "too_short",
+                format!("{field} must be at least {min} characters"),
+            )
         };
         return Err(FieldError::new(field, code, message));
     }
@@ -72,19 +75,33 @@ mod tests {
 
     #[test]
     fn lengths_count_characters_and_control_chars_are_refused() {
-        assert_eq!(required("name", "  bot  ", 1, 64, Lines::Single).ok(), Some("bot".into()));
-        assert_eq!(required("name", "   ", 1, 64, Lines::Single).unwrap_err().code, "required");
+        assert_eq!(
+            required("name", "  bot  ", 1, 64, Lines::Single).ok(),
+            Some("bot".into())
+        );
+        assert_eq!(
+            required("name", "   ", 1, 64, Lines::Single)
+                .unwrap_err()
+                .code,
+            "required"
+        );
         assert!(required("name", &"é".repeat(64), 1, 64, Lines::Single).is_ok());
         assert_eq!(
-            required("name", &"é".repeat(65), 1, 64, Lines::Single).unwrap_err().code,
+            required("name", &"é".repeat(65), 1, 64, Lines::Single)
+                .unwrap_err()
+                .code,
             "too_long"
         );
         assert_eq!(
-            required("name", "a\0b", 1, 64, Lines::Single).unwrap_err().code,
+            required("name", "a\0b", 1, 64, Lines::Single)
+                .unwrap_err()
+                .code,
             "invalid_characters"
         );
         assert_eq!(
-            required("name", "a\nb", 1, 64, Lines::Single).unwrap_err().code,
+            required("name", "a\nb", 1, 64, Lines::Single)
+                .unwrap_err()
+                .code,
             "invalid_characters"
         );
         assert!(required("body", "a\nb\tc", 1, 64, Lines::Multi).is_ok());

@@ -337,7 +337,12 @@ impl FakeGatehouse {
     pub fn login_user(&self, user_id: Uuid) -> Login {
         let (sid, session) = self.inner.open_session(user_id);
         Login {
-            access_token: self.inner.mint(user_id, sid, session.not_before, self.inner.options.access_ttl),
+            access_token: self.inner.mint(
+                user_id,
+                sid,
+                session.not_before,
+                self.inner.options.access_ttl,
+            ),
             user_id,
             session_id: sid,
         }
@@ -407,11 +412,19 @@ struct Credentials {
 async fn signup(State(inner): St, Json(c): Json<Credentials>) -> Response {
     let email = c.email.trim().to_lowercase();
     if !email.contains('@') || c.password.chars().count() < 8 {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Invalid email or weak password.");
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Invalid email or weak password.",
+        );
     }
     let mut users = lock(&inner.users);
     if users.contains_key(&email) {
-        return problem(StatusCode::CONFLICT, "email_taken", "An account with this email already exists.");
+        return problem(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "An account with this email already exists.",
+        );
     }
     let id = Uuid::now_v7();
     let code = format!("{:06}", rand::rng().next_u32() % 1_000_000);
@@ -425,7 +438,11 @@ async fn signup(State(inner): St, Json(c): Json<Credentials>) -> Response {
             code,
         },
     );
-    (StatusCode::CREATED, Json(json!({"id": id, "email": email, "is_verified": false}))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "email": email, "is_verified": false})),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -441,7 +458,11 @@ async fn verify(State(inner): St, Json(b): Json<VerifyBody>) -> Response {
             u.verified = true;
             Json(json!({"id": u.id, "email": u.email, "is_verified": true})).into_response()
         }
-        _ => problem(StatusCode::BAD_REQUEST, "invalid_code", "The code is wrong or expired."),
+        _ => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_code",
+            "The code is wrong or expired.",
+        ),
     }
 }
 
@@ -453,8 +474,16 @@ enum Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
-            Self::NotVerified => problem(StatusCode::FORBIDDEN, "email_not_verified", "Verify your email first."),
-            Self::Credentials => problem(StatusCode::UNAUTHORIZED, "invalid_credentials", "The email or password is incorrect."),
+            Self::NotVerified => problem(
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "Verify your email first.",
+            ),
+            Self::Credentials => problem(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "The email or password is incorrect.",
+            ),
         }
     }
 }
@@ -492,7 +521,8 @@ struct TokenForm {
 
 /// OAuth2 password grant (Swagger UI's Authorize).
 async fn token(State(inner): St, Form(f): Form<TokenForm>) -> Response {
-    let oauth_error = |code: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": code}))).into_response();
+    let oauth_error =
+        |code: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": code}))).into_response();
     if f.grant_type != "password" {
         return oauth_error("unsupported_grant_type");
     }
@@ -523,7 +553,11 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 /// Refresh from the cookie (the page) with rotation.
 async fn refresh(State(inner): St, headers: HeaderMap) -> Response {
     let Some(presented) = cookie(&headers) else {
-        return problem(StatusCode::UNAUTHORIZED, "invalid_token", "No refresh token.");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "No refresh token.",
+        );
     };
     let found = {
         let mut sessions = lock(&inner.sessions);
@@ -537,30 +571,46 @@ async fn refresh(State(inner): St, headers: HeaderMap) -> Response {
     };
     match found {
         Some((sid, session)) => inner.token_response(session.user_id, sid, &session),
-        None => problem(StatusCode::UNAUTHORIZED, "invalid_token", "The refresh token is invalid."),
+        None => problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The refresh token is invalid.",
+        ),
     }
 }
 
 async fn logout(State(inner): St, headers: HeaderMap) -> Response {
     let Some((_, sid)) = inner.bearer(&headers) else {
-        return problem(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is invalid.");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is invalid.",
+        );
     };
     inner.revoke(sid).await;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("gatehouse_refresh=; HttpOnly; SameSite=Strict; Path=/auth; Max-Age=0"),
+        HeaderValue::from_static(
+            "gatehouse_refresh=; HttpOnly; SameSite=Strict; Path=/auth; Max-Age=0",
+        ),
     );
     res
 }
 
 async fn me(State(inner): St, headers: HeaderMap) -> Response {
     let Some((sub, _)) = inner.bearer(&headers) else {
-        return problem(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is invalid.");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is invalid.",
+        );
     };
     let users = lock(&inner.users);
     match users.values().find(|u| u.id == sub) {
-        Some(u) => Json(json!({"id": u.id, "email": u.email, "is_verified": u.verified})).into_response(),
+        Some(u) => {
+            Json(json!({"id": u.id, "email": u.email, "is_verified": u.verified})).into_response()
+        }
         None => problem(StatusCode::UNAUTHORIZED, "invalid_token", "Unknown user."),
     }
 }

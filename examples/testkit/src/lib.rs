@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use fake::{FakeGatehouse, FakeOptions, Login};
-pub use ws::WsClient;
 pub use tokio_tungstenite;
+pub use ws::WsClient;
 
 /// Password of every test user.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -164,7 +164,10 @@ impl Gatehouse {
             ("PUBLIC_URL", url.clone()),
             ("COOKIE_SECURE", "false".into()),
             ("RATE_LIMITS", "off".into()),
-            ("ACCESS_TOKEN_TTL", format!("{}s", setup.access_ttl.as_secs())),
+            (
+                "ACCESS_TOKEN_TTL",
+                format!("{}s", setup.access_ttl.as_secs()),
+            ),
             ("REQUIRE_VERIFIED_LOGIN", setup.require_verified.to_string()),
             ("CORS_ALLOWED_ORIGINS", setup.cors_origins.join(",")),
             ("DB_POOL_SIZE", "4".into()),
@@ -228,7 +231,12 @@ impl Gatehouse {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 201, "signup: {}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            201,
+            "signup: {}",
+            res.text().await.unwrap_or_default()
+        );
         self.login(&email).await
     }
 
@@ -241,7 +249,12 @@ impl Gatehouse {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "login: {}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            200,
+            "login: {}",
+            res.text().await.unwrap_or_default()
+        );
         let body: Value = res.json().await.unwrap();
         let access_token = body["access_token"].as_str().unwrap().to_owned();
         let claims = token_claims(&access_token);
@@ -311,10 +324,14 @@ pub fn token_claims(token: &str) -> Value {
 /// Poll `url` until it answers 200.
 pub async fn wait_ready(url: &str, what: &str) {
     let client = reqwest::Client::new();
-    gatehouse_testkit::eventually(Duration::from_secs(60), &format!("{what} ready"), || async {
-        let res = client.get(url).send().await.ok()?;
-        (res.status() == 200).then_some(())
-    })
+    gatehouse_testkit::eventually(
+        Duration::from_secs(60),
+        &format!("{what} ready"),
+        || async {
+            let res = client.get(url).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        },
+    )
     .await;
 }
 
@@ -338,7 +355,10 @@ impl App {
         let mut env = env.to_vec();
         env.push(("APP_ADDR", format!("127.0.0.1:{port}")));
         if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
-            env.push(("RUST_LOG", format!("warn,{}=info", binary.replace('-', "_"))));
+            env.push((
+                "RUST_LOG",
+                format!("warn,{}=info", binary.replace('-', "_")),
+            ));
         }
         let proc = Proc::spawn(binary, &env);
         let url = format!("http://127.0.0.1:{port}");
@@ -348,7 +368,10 @@ impl App {
 
     /// `ws://…/ws?room=<room>`.
     pub fn ws_url(&self, room: &str) -> String {
-        format!("{}/ws?room={room}", self.url.replacen("http://", "ws://", 1))
+        format!(
+            "{}/ws?room={room}",
+            self.url.replacen("http://", "ws://", 1)
+        )
     }
 
     /// SIGTERM, then wait for the exit.

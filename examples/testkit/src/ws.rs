@@ -60,7 +60,8 @@ impl WsClient {
 
     /// Send `{"type":"auth","token":...}` and expect `authenticated`.
     pub async fn auth(&mut self, token: &str) -> Value {
-        self.send_json(json!({"type": "auth", "token": token})).await;
+        self.send_json(json!({"type": "auth", "token": token}))
+            .await;
         let v = self.next_json(Duration::from_secs(10)).await;
         assert_eq!(v["type"], "authenticated", "{v}");
         v
@@ -68,7 +69,8 @@ impl WsClient {
 
     /// Send a chat line.
     pub async fn say(&mut self, body: &str) {
-        self.send_json(json!({"type": "message", "body": body})).await;
+        self.send_json(json!({"type": "message", "body": body}))
+            .await;
     }
 
     /// The next frame that matters (pings and pongs are skipped).
@@ -109,6 +111,20 @@ impl WsClient {
             let v = self.next_json(left).await;
             if v["type"] == "message" {
                 return v;
+            }
+        }
+    }
+
+    /// Read every frame already received, without waiting; how many were
+    /// `message` frames.
+    pub async fn drain_messages(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            match self.next(Duration::ZERO).await {
+                Frame::Json(v) if v["type"] == "message" => n += 1,
+                Frame::Json(_) => {}
+                Frame::Timeout => return n,
+                other => panic!("the socket ended: {other:?}"),
             }
         }
     }

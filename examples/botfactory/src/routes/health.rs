@@ -40,8 +40,5 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     )
     .await
     .unwrap_or(false);
-    example_kit::http::ready(&[
-        ("postgres", pg),
-        ("gatehouse", state.verifier.is_ready()),
-    ])
+    example_kit::http::ready(&[("postgres", pg), ("gatehouse", state.verifier.is_ready())])
 }

@@ -41,7 +41,9 @@ async fn each_client_sees_and_touches_only_their_own_bots() {
             .patch(path, &alice.access_token, json!({"name": "Mine now"}))
             .await;
         res.problem(404, "not_found");
-        ctx.delete(path, &alice.access_token).await.problem(404, "not_found");
+        ctx.delete(path, &alice.access_token)
+            .await
+            .problem(404, "not_found");
     }
     let foreign = ctx.get(&bob_bot, &alice.access_token).await.body;
     let absent = ctx.get(&missing, &alice.access_token).await.body;
@@ -84,7 +86,11 @@ async fn create_answers_201_with_location_and_the_bot() {
 
     // No description is null, a blank one too.
     let res = ctx
-        .post("/bots", &alice.access_token, json!({"name": "Plain", "description": "  "}))
+        .post(
+            "/bots",
+            &alice.access_token,
+            json!({"name": "Plain", "description": "  "}),
+        )
         .await;
     assert_eq!(res.status, 201);
     assert!(res.body["description"].is_null());
@@ -133,16 +139,31 @@ async fn bad_bodies_are_problems_listing_every_field() {
         (json!({"name": ""}), vec![("name", "required")]),
         (json!({"name": "   "}), vec![("name", "required")]),
         (json!({"name": "x".repeat(65)}), vec![("name", "too_long")]),
-        (json!({"name": "a\u{0}b"}), vec![("name", "invalid_characters")]),
-        (json!({"name": "two\nlines"}), vec![("name", "invalid_characters")]),
+        (
+            json!({"name": "a\u{0}b"}),
+            vec![("name", "invalid_characters")],
+        ),
+        (
+            json!({"name": "two\nlines"}),
+            vec![("name", "invalid_characters")],
+        ),
         (json!({"name": 5}), vec![("name", "invalid_type")]),
-        (json!({"name": "ok", "owner_id": alice.user_id}), vec![("owner_id", "unknown_field")]),
-        (json!({"name": "ok", "id": "x"}), vec![("id", "unknown_field")]),
+        (
+            json!({"name": "ok", "owner_id": alice.user_id}),
+            vec![("owner_id", "unknown_field")],
+        ),
+        (
+            json!({"name": "ok", "id": "x"}),
+            vec![("id", "unknown_field")],
+        ),
         (
             json!({"name": "", "description": "d".repeat(1001)}),
             vec![("name", "required"), ("description", "too_long")],
         ),
-        (json!({"name": "ok", "description": "nul\u{0}"}), vec![("description", "invalid_characters")]),
+        (
+            json!({"name": "ok", "description": "nul\u{0}"}),
+            vec![("description", "invalid_characters")],
+        ),
         (json!("just a string"), vec![("", "invalid_type")]),
     ];
     for (body, want) in cases {
@@ -187,12 +208,21 @@ async fn bad_bodies_are_problems_listing_every_field() {
     let path = format!("/bots/{}", bot["id"].as_str().unwrap());
     let res = ctx.patch(&path, t, json!({"name": null})).await;
     res.problem(422, "validation_failed");
-    assert_eq!(res.field_errors(), [("name".to_owned(), "required".to_owned())]);
+    assert_eq!(
+        res.field_errors(),
+        [("name".to_owned(), "required".to_owned())]
+    );
     let res = ctx.patch(&path, t, json!({"owner_id": bob_id()})).await;
-    assert_eq!(res.field_errors(), [("owner_id".to_owned(), "unknown_field".to_owned())]);
+    assert_eq!(
+        res.field_errors(),
+        [("owner_id".to_owned(), "unknown_field".to_owned())]
+    );
     let res = ctx.get("/bots/not-a-uuid", t).await;
     res.problem(422, "validation_failed");
-    assert_eq!(res.field_errors(), [("id".to_owned(), "invalid_uuid".to_owned())]);
+    assert_eq!(
+        res.field_errors(),
+        [("id".to_owned(), "invalid_uuid".to_owned())]
+    );
 
     // Nothing invalid was stored.
     let names: Vec<String> = ctx.bot_rows().await.into_iter().map(|(_, n)| n).collect();
@@ -280,7 +310,9 @@ async fn my_bots_are_paginated_like_gatehouse_lists() {
             ("offset".to_owned(), "out_of_range".to_owned())
         ]
     );
-    ctx.get("/bots/me?limit=201", t).await.problem(422, "validation_failed");
+    ctx.get("/bots/me?limit=201", t)
+        .await
+        .problem(422, "validation_failed");
     let res = ctx.get("/bots/me?limit=abc", t).await;
     assert_eq!(res.field_errors()[0].0, "limit");
     let res = ctx.get("/bots/me?owner=someone", t).await;

@@ -37,7 +37,10 @@ impl Res {
         assert_eq!(self.body["status"], status);
         assert!(self.body["title"].is_string() && self.body["detail"].is_string());
         assert!(
-            self.body["type"].as_str().unwrap().ends_with(&format!(":problem:{code}")),
+            self.body["type"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":problem:{code}")),
             "{}",
             self.body
         );
@@ -125,7 +128,8 @@ impl Ctx {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Res {
-        self.send(Method::PATCH, path, Some(token), Some(body)).await
+        self.send(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Res {

@@ -28,9 +28,14 @@ async fn probes_metrics_docs_and_framework_errors() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("botfactory_bots_created_total 1"), "{metrics}");
     assert!(
-        metrics.contains("botfactory_http_requests_total{method=\"POST\",path=\"/bots\",status=\"201\"} 1"),
+        metrics.contains("botfactory_bots_created_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "botfactory_http_requests_total{method=\"POST\",path=\"/bots\",status=\"201\"} 1"
+        ),
         "{metrics}"
     );
     // Every metric is described.
@@ -46,12 +51,26 @@ async fn probes_metrics_docs_and_framework_errors() {
     let doc = ctx.send(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(doc.status, 200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/bots", "/bots/me", "/bots/{id}", "/clients/me", "/health/live", "/health/ready"] {
+    for path in [
+        "/bots",
+        "/bots/me",
+        "/bots/{id}",
+        "/clients/me",
+        "/health/live",
+        "/health/ready",
+    ] {
         assert!(doc.body["paths"][path].is_object(), "{path} documented");
     }
-    for (path, method) in [("/bots", "post"), ("/bots/me", "get"), ("/bots/{id}", "patch")] {
+    for (path, method) in [
+        ("/bots", "post"),
+        ("/bots/me", "get"),
+        ("/bots/{id}", "patch"),
+    ] {
         let op = &doc.body["paths"][path][method];
-        assert!(op["summary"].is_string() && op["description"].is_string(), "{path}");
+        assert!(
+            op["summary"].is_string() && op["description"].is_string(),
+            "{path}"
+        );
         assert!(op["responses"]["401"].is_object(), "{path} documents 401");
     }
     let oauth = &doc.body["components"]["securitySchemes"]["oauth2"];
@@ -76,12 +95,17 @@ async fn probes_metrics_docs_and_framework_errors() {
         .text()
         .await
         .unwrap();
-    assert!(init.contains("requestInterceptor") && init.contains("/openapi.json"), "{init}");
+    assert!(
+        init.contains("requestInterceptor") && init.contains("/openapi.json"),
+        "{init}"
+    );
 
     // Framework errors are problems too.
     let res = ctx.send(Method::GET, "/nope", None, None).await;
     res.problem(404, "not_found");
-    let res = ctx.send(Method::PUT, "/bots/me", Some(&alice.access_token), None).await;
+    let res = ctx
+        .send(Method::PUT, "/bots/me", Some(&alice.access_token), None)
+        .await;
     res.problem(405, "method_not_allowed");
     let big = serde_json::json!({"name": "big", "description": "x".repeat(70_000)});
     let res = ctx.post("/bots", &alice.access_token, big).await;
@@ -109,7 +133,10 @@ async fn help_lists_every_setting_and_bad_config_is_one_line() {
         "RUST_LOG",
         "LOG_FORMAT",
     ] {
-        assert!(help.contains(&format!("[env: {var}")), "{var} missing from --help:\n{help}");
+        assert!(
+            help.contains(&format!("[env: {var}")),
+            "{var} missing from --help:\n{help}"
+        );
     }
     assert!(help.contains("[default: 0.0.0.0:8080]"));
 
@@ -137,7 +164,11 @@ async fn replicas_share_one_database_and_stop_cleanly() {
     let bot = ctx.create_bot(&alice.access_token, "Shared").await;
     let res = ctx
         .http
-        .get(format!("{}/bots/{}", second.url, bot["id"].as_str().unwrap()))
+        .get(format!(
+            "{}/bots/{}",
+            second.url,
+            bot["id"].as_str().unwrap()
+        ))
         .bearer_auth(&alice.access_token)
         .send()
         .await

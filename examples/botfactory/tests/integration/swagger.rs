@@ -56,7 +56,8 @@ async fn authorize(page: &Session, app_url: &str, gatehouse: &Gatehouse) -> Stri
     page.goto(&format!("{app_url}/docs/")).await;
     page.click(".auth-wrapper .authorize").await;
     page.fill("#oauth_username", &email).await;
-    page.fill("#oauth_password", example_testkit::PASSWORD).await;
+    page.fill("#oauth_password", example_testkit::PASSWORD)
+        .await;
     page.click(".auth-container:has(#oauth_username) .auth-btn-wrapper .authorize")
         .await;
     // Swagger shows "Logout" once the token request succeeded.
@@ -73,7 +74,8 @@ async fn try_it(page: &Session, op_id: &str, body: Option<&str>) -> (String, Str
     page.click(&format!("{op} .opblock-summary")).await;
     page.click(&format!("{op} .try-out__btn")).await;
     if let Some(body) = body {
-        page.fill(&format!("{op} textarea.body-param__text"), body).await;
+        page.fill(&format!("{op} textarea.body-param__text"), body)
+            .await;
     }
     page.click(&format!("{op} .execute")).await;
     let status_css = format!("{op} .live-responses-table tr.response .response-col_status");
@@ -89,7 +91,9 @@ async fn try_it(page: &Session, op_id: &str, body: Option<&str>) -> (String, Str
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let text = page
-        .text(&format!("{op} .live-responses-table tr.response .response-col_description"))
+        .text(&format!(
+            "{op} .live-responses-table tr.response .response-col_description"
+        ))
         .await;
     (status, text)
 }
@@ -101,7 +105,12 @@ async fn swagger_authorize_through_gatehouse_then_create_and_list_bots() {
     let page = browser.session("botfactory-swagger").await;
     authorize(&page, &ctx.app.url, &ctx.gatehouse).await;
 
-    let (status, text) = try_it(&page, "bots-create_bot", Some(r#"{"name": "From Swagger"}"#)).await;
+    let (status, text) = try_it(
+        &page,
+        "bots-create_bot",
+        Some(r#"{"name": "From Swagger"}"#),
+    )
+    .await;
     assert!(status.contains("201"), "{status}: {text}");
     let (status, text) = try_it(&page, "bots-list_my_bots", None).await;
     assert!(status.contains("200"), "{status}: {text}");

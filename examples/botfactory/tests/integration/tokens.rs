@@ -17,7 +17,10 @@ async fn missing_or_bad_tokens_are_401_problems() {
 
     let res = ctx.get("/clients/me", "not.a.jwt").await;
     res.problem(401, "invalid_token");
-    assert_eq!(res.header("www-authenticate"), "Bearer error=\"invalid_token\"");
+    assert_eq!(
+        res.header("www-authenticate"),
+        "Bearer error=\"invalid_token\""
+    );
 
     // A well-formed token from a key Gatehouse never published.
     let stranger = FakeGatehouse::start("unused", FakeOptions::default()).await;
@@ -31,7 +34,9 @@ async fn missing_or_bad_tokens_are_401_problems() {
     let fake = ctx.gatehouse.as_fake().unwrap();
     let short = fake.mint(&alice, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_secs(7)).await; // past the verifier's 5 s leeway
-    ctx.get("/bots/me", &short).await.problem(401, "invalid_token");
+    ctx.get("/bots/me", &short)
+        .await
+        .problem(401, "invalid_token");
     // The session's normal token still works.
     assert_eq!(ctx.get("/bots/me", &alice.access_token).await.status, 200);
 
@@ -47,14 +52,20 @@ async fn a_logged_out_token_is_refused_within_a_second() {
     ctx.create_bot(&alice.access_token, "Before logout").await;
 
     assert_eq!(ctx.gatehouse.logout(&alice.access_token).await, 204);
-    let took = within(Duration::from_secs(1), "the logged-out token refused", || async {
-        ctx.get("/bots/me", &alice.access_token).await.status == 401
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "the logged-out token refused",
+        || async { ctx.get("/bots/me", &alice.access_token).await.status == 401 },
+    )
     .await;
     let res = ctx.get("/bots/me", &alice.access_token).await;
     res.problem(401, "invalid_token");
     let res = ctx
-        .post("/bots", &alice.access_token, serde_json::json!({"name": "After"}))
+        .post(
+            "/bots",
+            &alice.access_token,
+            serde_json::json!({"name": "After"}),
+        )
         .await;
     res.problem(401, "invalid_token");
     // The user's other session is unaffected and sees the bot.
