@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake;
+pub mod redis_server;
 pub mod ws;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use fake::{FakeGatehouse, FakeOptions, Login};
 pub use tokio_tungstenite;
+pub use redis_server::PrivateRedis;
 pub use ws::WsClient;
 
 /// Password of every test user.

@@ -197,3 +197,49 @@ async fn history_pages_newest_first() {
     assert_eq!(status, 422);
     assert_eq!(body["errors"][0]["field"], "room");
 }
+
+/// The chat's Redis goes away: messages are still stored (the sender hears
+/// they were not delivered live); when Redis is back, every replica
+/// resubscribes and delivers what its sockets missed from PostgreSQL,
+/// exactly once and in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_is_caught_up_from_postgres_exactly_once() {
+    let mut redis = example_testkit::PrivateRedis::start();
+    let url = redis.url();
+    let chat = Chat::start(Gatehouse::fake(Setup::default()).await, 2, &[("REDIS_URL", &url)]).await;
+    let alice = chat.gatehouse.login_new_user().await;
+    let bob = chat.gatehouse.login_new_user().await;
+    let mut a = chat.join(0, "lobby", &alice).await;
+    let mut b = chat.join(1, "lobby", &bob).await;
+    a.say("before").await;
+    assert_eq!(a.next_message(WAIT).await["body"], "before");
+    assert_eq!(b.next_message(WAIT).await["body"], "before");
+
+    redis.down();
+    for r in 0..2 {
+        gatehouse_testkit::eventually(WAIT, "readiness reports Redis down", || async {
+            let (status, body) = chat.get(r, "/health/ready", None).await;
+            (status == 503 && body["checks"]["redis"] == "down").then_some(())
+        })
+        .await;
+    }
+    for body in ["during-1", "during-2"] {
+        a.say(body).await;
+        let v = a.next_json(Duration::from_secs(15)).await;
+        assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("not_delivered")), "{v}");
+    }
+    assert_eq!(chat.stored("lobby").await.len(), 3, "stored anyway");
+
+    redis.up();
+    for ws in [&mut a, &mut b] {
+        let got = collect(ws, 2).await;
+        let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
+        assert_eq!(bodies, ["during-1", "during-2"]);
+    }
+    a.say("after").await;
+    for ws in [&mut a, &mut b] {
+        assert_eq!(collect(ws, 1).await[0]["body"], "after");
+    }
+    let caught: f64 = crate::common::metric(&chat.metrics(1).await, "chat_catch_up_messages_total");
+    assert_eq!(caught, 2.0);
+}
