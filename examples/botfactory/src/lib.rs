@@ -38,6 +38,7 @@ pub fn api_routes(gatehouse_public_url: &str) -> (Router<AppState>, utoipa::open
 
 /// Describe BotFactory's own metrics (the HTTP ones come from the kit).
 fn describe_metrics() {
+    example_kit::gatehouse::describe_verifier_metrics();
     metrics::describe_counter!("botfactory_bots_created_total", "Bots created.");
     metrics::describe_counter!("botfactory_bots_deleted_total", "Bots deleted.");
     metrics::counter!("botfactory_bots_created_total").increment(0);
@@ -48,7 +49,10 @@ fn describe_metrics() {
 pub fn router(state: AppState, config: &Config) -> Router {
     let (api, doc) = api_routes(config.gatehouse.public_url());
     let app = api
-        .route("/metrics", get(example_kit::http::metrics_text))
+        .route(
+            "/metrics",
+            get(example_kit::gatehouse::metrics_with_verifier),
+        )
         .fallback(example_kit::http::not_found)
         .method_not_allowed_fallback(example_kit::http::method_not_allowed)
         .with_state(state)

@@ -39,6 +39,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Describe every chat metric (the HTTP ones come from the kit).
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    example_kit::gatehouse::describe_verifier_metrics();
     describe_gauge!("chat_ws_connections", "Open WebSockets on this replica.");
     describe_counter!(
         "chat_ws_authenticated_total",

@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/messages", get(history))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(example_kit::http::metrics_text))
+        .route(
+            "/metrics",
+            get(example_kit::gatehouse::metrics_with_verifier),
+        )
 }
 
 const HISTORY_DEFAULT: i64 = 50;

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use gatehouse_verify::{Config, Verifier};
+use axum::extract::State;
+use axum::response::Response;
+use gatehouse_verify::{Config, FeedMode, Verifier};
 
 use crate::settings::GatehouseArgs;
 
@@ -42,4 +44,52 @@ pub async fn start_verifier(args: &GatehouseArgs) -> anyhow::Result<Verifier> {
             }
         }
     }
+}
+
+/// Describe the verifier gauges (`gatehouse_verifier_*`), once at start-up.
+pub fn describe_verifier_metrics() {
+    use metrics::describe_gauge;
+    describe_gauge!(
+        "gatehouse_verifier_ready",
+        "1 while the token verifier follows Gatehouse's revocation feed (Redis, or a recent HTTP sync)."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_redis",
+        "1 while revocations arrive over Redis, 0 while the HTTP feed is polled."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_revoked_sessions",
+        "Sessions with a live revocation entry (bounded by the token lifetime)."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_jwks_keys",
+        "Usable keys in the cached JWKS."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_feed_requests",
+        "HTTP revocation-feed requests made so far."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_redis_messages",
+        "Revocations received over Redis so far."
+    );
+    describe_gauge!(
+        "gatehouse_verifier_jwks_fetches",
+        "JWKS fetch attempts so far (start, expiry, unknown kid)."
+    );
+}
+
+/// `GET /metrics` for an app with a verifier: its status as gauges, then
+/// everything the recorder holds.
+pub async fn metrics_with_verifier(State(verifier): State<Verifier>) -> Response {
+    let status = verifier.status();
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    metrics::gauge!("gatehouse_verifier_ready").set(flag(status.ready));
+    metrics::gauge!("gatehouse_verifier_redis").set(flag(status.mode == FeedMode::Redis));
+    metrics::gauge!("gatehouse_verifier_revoked_sessions").set(status.revoked_sessions as f64);
+    metrics::gauge!("gatehouse_verifier_jwks_keys").set(status.jwks_keys as f64);
+    metrics::gauge!("gatehouse_verifier_feed_requests").set(status.feed_requests as f64);
+    metrics::gauge!("gatehouse_verifier_redis_messages").set(status.redis_messages as f64);
+    metrics::gauge!("gatehouse_verifier_jwks_fetches").set(status.jwks_fetches as f64);
+    crate::http::metrics_text().await
 }

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use fake::{FakeGatehouse, FakeOptions, Login};
-pub use tokio_tungstenite;
 pub use redis_server::PrivateRedis;
+pub use tokio_tungstenite;
 pub use ws::WsClient;
 
 /// Password of every test user.

@@ -206,7 +206,12 @@ async fn history_pages_newest_first() {
 async fn a_redis_outage_is_caught_up_from_postgres_exactly_once() {
     let mut redis = example_testkit::PrivateRedis::start();
     let url = redis.url();
-    let chat = Chat::start(Gatehouse::fake(Setup::default()).await, 2, &[("REDIS_URL", &url)]).await;
+    let chat = Chat::start(
+        Gatehouse::fake(Setup::default()).await,
+        2,
+        &[("REDIS_URL", &url)],
+    )
+    .await;
     let alice = chat.gatehouse.login_new_user().await;
     let bob = chat.gatehouse.login_new_user().await;
     let mut a = chat.join(0, "lobby", &alice).await;
@@ -226,7 +231,11 @@ async fn a_redis_outage_is_caught_up_from_postgres_exactly_once() {
     for body in ["during-1", "during-2"] {
         a.say(body).await;
         let v = a.next_json(Duration::from_secs(15)).await;
-        assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("not_delivered")), "{v}");
+        assert_eq!(
+            (v["type"].as_str(), v["code"].as_str()),
+            (Some("error"), Some("not_delivered")),
+            "{v}"
+        );
     }
     assert_eq!(chat.stored("lobby").await.len(), 3, "stored anyway");
 

@@ -25,6 +25,8 @@ async fn probes_and_described_metrics() {
     assert_eq!(metric(&metrics, "chat_messages_delivered_total"), 1.0);
     assert_eq!(metric(&metrics, "chat_ws_connections"), 1.0);
     assert_eq!(metric(&metrics, "chat_redis_subscribed"), 1.0);
+    assert_eq!(metric(&metrics, "gatehouse_verifier_ready"), 1.0);
+    assert_eq!(metric(&metrics, "gatehouse_verifier_redis"), 1.0);
     assert!(
         metrics.contains("chat_fanout_delay_seconds_bucket"),
         "{metrics}"
