@@ -8,20 +8,23 @@
 pub mod browser;
 pub mod db;
 pub mod process;
+pub mod services;
 pub mod smtp;
 
 pub use db::TestDb;
 pub use smtp::{MailSink, ReceivedMail};
 
-/// Server URL of the PostgreSQL used by tests (`TEST_DATABASE_URL`, default
-/// the local trust-auth server), without a database name.
+/// Server URL of the PostgreSQL used by tests, without a database name:
+/// `TEST_PG_URL` (default the local trust-auth server) if it answers, else
+/// a private server started for this test process (see [`services`]).
 pub fn pg_server_url() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    services::pg_url()
 }
 
-/// Redis used by tests.
+/// Redis used by tests: `TEST_REDIS_URL` (default the local server) if it
+/// answers, else a private server started for this test process.
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    services::redis_url()
 }
 
 /// A Redis key namespace unique to one test.
@@ -47,7 +50,6 @@ pub async fn clear_redis_namespace(url: &str, namespace: &str) {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
 /// Command-line arguments for `program`: `--name value` for each of
 /// `defaults`, except those named again in `overrides`, then `overrides`.
 pub fn cli_args(
@@ -66,6 +68,7 @@ pub fn cli_args(
     args
 }
 
+/// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

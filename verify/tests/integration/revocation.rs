@@ -7,7 +7,7 @@ use gatehouse_verify::{FeedMode, Revocation, Verifier, VerifyError};
 use uuid::Uuid;
 
 use crate::support::{
-    FakeGatehouse, Keypair, PrivateRedis, SHARED_REDIS, claims_at, eventually, now, publish,
+    FakeGatehouse, Keypair, PrivateRedis, claims_at, eventually, now, publish, shared_redis,
     unique_namespace,
 };
 
@@ -24,7 +24,7 @@ async fn a_revocation_published_on_redis_is_enforced_within_100_ms() {
     // The safety-net poll is far away: only Redis can deliver in time.
     let verifier = Verifier::start(
         gh.config()
-            .with_redis(SHARED_REDIS, &ns)
+            .with_redis(shared_redis(), &ns)
             .with_safety_poll_interval(Duration::from_secs(600)),
     )
     .await
@@ -56,7 +56,7 @@ async fn a_revocation_published_on_redis_is_enforced_within_100_ms() {
 
     let feed_requests = gh.feed_requests();
     let start = Instant::now();
-    publish(SHARED_REDIS, &ns, 1, sid, iat + 1).await;
+    publish(&shared_redis(), &ns, 1, sid, iat + 1).await;
     let took = eventually(Duration::from_secs(2), "revoked via Redis", async || {
         refused(&verifier, &token).await
     })
@@ -103,7 +103,7 @@ async fn a_revocation_published_on_redis_is_enforced_within_100_ms() {
     assert_eq!(verifier.status().redis_messages, 1);
 
     // A message that is not ours makes the verifier catch up over HTTP.
-    let client = redis::Client::open(SHARED_REDIS).unwrap();
+    let client = redis::Client::open(shared_redis()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let sid2 = Uuid::new_v4();
     let token2 = key.sign(&claims_at(sid2, iat));

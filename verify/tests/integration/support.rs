@@ -28,7 +28,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+/// The shared Redis of the test run: `TEST_REDIS_URL` if it answers, else a
+/// private server testkit starts for this test process.
+pub fn shared_redis() -> String {
+    gatehouse_testkit::redis_url()
+}
 
 pub fn now() -> i64 {
     i64::try_from(
