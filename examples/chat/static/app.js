@@ -23,6 +23,7 @@ const chat = {
   backoff: 1000,
   reconnectTimer: null,
   me: null,             // our user id, from the authenticated frame
+  retriedAuth: false,   // reconnected after a 4401 with a refreshed token
 };
 
 function notice(text, kind = "info") {
@@ -110,6 +111,7 @@ async function showChat() {
 function signedOut(text, kind = "info") {
   clearTimeout(session.refreshTimer);
   session.token = null;
+  chat.retriedAuth = false;
   closeSocket();
   showAuth();
   notice(text, kind);
@@ -239,6 +241,7 @@ function closeSocket() {
 
 function join(room) {
   closeSocket();
+  chat.retriedAuth = false;
   if (room !== chat.room) {
     chat.room = room;
     chat.seen = new Set();
@@ -267,6 +270,7 @@ function connect() {
     if (frame.type === "authenticated") {
       const first = !chat.authenticated;
       chat.authenticated = true;
+      chat.retriedAuth = false;
       chat.me = frame.user_id;
       chat.backoff = 1000;
       setStatus(`live in #${frame.room} as ${frame.author_name}`, true);
@@ -291,8 +295,20 @@ function connect() {
     }
     if (!session.token) return;
     if (ev.code === 4401) {
+      // A fresh token refused too: the chat server does not trust this
+      // Gatehouse (its GATEHOUSE_URL, JWT_ISSUER or JWT_AUDIENCE). Stop
+      // here rather than refresh and reconnect in a loop.
+      if (chat.retriedAuth) {
+        chat.retriedAuth = false;
+        signedOut(`The chat server does not accept Gatehouse's token (${ev.code}${why}); check its GATEHOUSE_URL, JWT_ISSUER and JWT_AUDIENCE.`, "error");
+        return;
+      }
       // Expired or revoked: a refresh tells which.
-      if (await refresh()) { connect(); return; }
+      if (await refresh()) {
+        chat.retriedAuth = true;
+        connect();
+        return;
+      }
       signedOut(`Your session ended (the chat server closed the socket with ${ev.code}${why}). Log in again.`, "error");
       return;
     }
