@@ -105,13 +105,14 @@ async fn sockets_without_a_good_token_first_are_closed_with_4401() {
 
     // None of them joined or stored anything.
     assert!(chat.stored("lobby").await.is_empty());
-    let metrics = chat.metrics(0).await;
-    assert_eq!(
-        metric(&metrics, "chat_ws_closed_total{reason=\"auth_failed\"}"),
-        9.0,
-        "{metrics}"
-    );
+    // (Counted once each socket's task has finished.)
+    let metrics = gatehouse_testkit::eventually(WAIT, "nine refused sockets counted", || async {
+        let m = chat.metrics(0).await;
+        (metric(&m, "chat_ws_closed_total{reason=\"auth_failed\"}") == 9.0).then_some(m)
+    })
+    .await;
     assert_eq!(metric(&metrics, "chat_ws_authenticated_total"), 0.0);
+    assert_eq!(metric(&metrics, "chat_ws_connections"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
