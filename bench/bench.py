@@ -590,7 +590,7 @@ def scenario_i() -> dict:
 
 
 def argon2_params() -> tuple[int, int, int]:
-    src = (ROOT / "api/src/auth/password.rs").read_text()
+    src = (ROOT / "api/src/hashing/argon.rs").read_text()
     get = lambda n: int(re.search(rf"pub const {n}: u32 = ([\d_]+);", src).group(1).replace("_", ""))
     return get("M_COST"), get("T_COST"), get("P_COST")
 

@@ -275,7 +275,7 @@ IMAGES = [
     ("api", "api", "gatehouse-api", "API_ADDR"),
     ("worker", "worker", "gatehouse-worker", "WORKER_ADDR"),
 ]
-ARGON2_MIB = 19  # m=19456 KiB per concurrent hash (api/src/auth/password.rs)
+ARGON2_MIB = 19  # m=19456 KiB per concurrent hash (api/src/hashing/argon.rs)
 API_BASE_MIB = 64
 
 def read(p):

@@ -1,13 +1,15 @@
-//! Account use cases: signup, verification, profile changes, bootstrap.
+//! Account use cases: signup, email verification and resend, and the
+//! creation of admins (bootstrap and CLI).
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, Password, PersonName, Role};
-use gatehouse_shared::jobs::{self, VERIFY_EMAIL_QUEUE};
+use gatehouse_shared::jobs::{self, Job, SendVerificationEmail};
 use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{
-    AuditAction, AuditEvent, NewUser, OutboxEntry, Session, User, UserChanges, is_unique_violation,
+    AuditAction, AuditEvent, NewUser, OutboxEntry, User, is_unique_violation,
 };
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -18,10 +20,6 @@ pub struct Signup {
     pub password: Password,
     pub first_name: Option<PersonName>,
     pub last_name: Option<PersonName>,
-}
-
-fn email_taken() -> ApiError {
-    ApiError::conflict("email_taken", "An account with this email already exists.")
 }
 
 /// Create an unverified user and, in the same transaction, the outbox row
@@ -35,7 +33,7 @@ pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiR
             .await?
             .is_some()
         {
-            return Err(email_taken());
+            return Err(ApiError::email_taken());
         }
     }
     let hash = state
@@ -57,19 +55,11 @@ pub async fn signup(state: &AppState, input: Signup, ip: Option<String>) -> ApiR
     let (user, entry) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let user = new.insert(conn).await?;
-            let entry = jobs::outbox::send_verification(user.id)
-                .insert(conn)
-                .await?;
+            let entry = jobs::enqueue(conn, &SendVerificationEmail::new(user.id)).await?;
             Ok((user, entry))
         })
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(ApiError::from_user_write)?;
     state.dispatch(vec![entry]);
     state
         .audit
@@ -170,11 +160,9 @@ pub async fn verify_code(
             let Some(row) = row.filter(|r| r.code_usable(Utc::now())) else {
                 return Err(invalid_code());
             };
-            let matches = well_formed
-                && constant_time_eq(
-                    row.code_hash.as_bytes(),
-                    verification::code_hash(user.id, code).as_bytes(),
-                );
+            let expected = verification::code_hash(user.id, code);
+            let matches =
+                well_formed && bool::from(row.code_hash.as_bytes().ct_eq(expected.as_bytes()));
             if !matches {
                 EmailVerification::record_failed_attempt(conn, user.id).await?;
                 return Ok(CodeCheck::Wrong);
@@ -250,7 +238,7 @@ pub async fn resend_verification(state: &AppState, email: &Email) -> ApiResult<(
             let recent = OutboxEntry::recent_for_user(
                 conn,
                 user.id,
-                VERIFY_EMAIL_QUEUE,
+                SendVerificationEmail::QUEUE,
                 now - chrono::Duration::hours(1),
             )
             .await?;
@@ -258,8 +246,7 @@ pub async fn resend_verification(state: &AppState, email: &Email) -> ApiResult<(
             if cooling || recent.len() >= cap {
                 return Ok(None);
             }
-            jobs::outbox::send_verification(user.id)
-                .insert(conn)
+            jobs::enqueue(conn, &SendVerificationEmail::new(user.id))
                 .await
                 .map(Some)
         })
@@ -268,69 +255,4 @@ pub async fn resend_verification(state: &AppState, email: &Email) -> ApiResult<(
         state.dispatch(vec![entry]);
     }
     Ok(())
-}
-
-pub struct ProfileChanges {
-    pub first_name: Option<Option<PersonName>>,
-    pub last_name: Option<Option<PersonName>>,
-    pub new_password: Option<(Password, String)>,
-}
-
-/// Update the caller's own profile. A password change needs the current
-/// password and ends every other session.
-pub async fn update_profile(
-    state: &AppState,
-    user: &User,
-    session_id: Uuid,
-    changes: ProfileChanges,
-) -> ApiResult<User> {
-    let mut update = UserChanges {
-        first_name: changes.first_name.map(|n| n.map(PersonName::into_inner)),
-        last_name: changes.last_name.map(|n| n.map(PersonName::into_inner)),
-        ..Default::default()
-    };
-    let changing_password = changes.new_password.is_some();
-    if let Some((new_password, current)) = changes.new_password {
-        let current = Password::candidate(current).ok_or_else(wrong_current_password)?;
-        let verified = state
-            .hasher
-            .verify(&current, &user.password_hash)
-            .await
-            .map_err(ApiError::internal)?;
-        if !verified.ok {
-            return Err(wrong_current_password());
-        }
-        update.password_hash = Some(
-            state
-                .hasher
-                .hash(&new_password)
-                .await
-                .map_err(ApiError::internal)?,
-        );
-    }
-    let mut conn = state.db.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        let updated = User::update(conn, user.id, update)
-            .await?
-            .ok_or_else(ApiError::invalid_token)?;
-        if changing_password {
-            Session::revoke_all_for_user(conn, user.id, Some(session_id), "password_changed")
-                .await?;
-        }
-        Ok(updated)
-    })
-    .await
-}
-
-fn wrong_current_password() -> ApiError {
-    ApiError::validation(vec![crate::error::FieldError::new(
-        "current_password",
-        "invalid_password",
-        "current_password is incorrect",
-    )])
-}
-
-/// Compare two byte strings in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

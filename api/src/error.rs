@@ -40,6 +40,34 @@ impl FieldError {
     }
 }
 
+/// Collects the field errors of one request, so that every bad field is
+/// reported at once.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn push(&mut self, error: FieldError) {
+        self.0.push(error);
+    }
+
+    /// The parsed value, or `None` with the error recorded under `field`.
+    pub fn check<T, E: Into<Invalid>>(&mut self, field: &str, parsed: Result<T, E>) -> Option<T> {
+        parsed
+            .map_err(|e| self.push(FieldError::from_invalid(field, e.into())))
+            .ok()
+    }
+
+    /// `value` if nothing was recorded, else 422 listing every error.
+    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        if self.0.is_empty()
+            && let Some(value) = value()
+        {
+            return Ok(value);
+        }
+        Err(ApiError::validation(self.0))
+    }
+}
+
 /// RFC 9457 problem details, as sent on the wire.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -159,6 +187,20 @@ impl ApiError {
             "last_admin",
             "This is the last admin; promote another user to admin first.",
         )
+    }
+
+    pub fn email_taken() -> Self {
+        Self::conflict("email_taken", "An account with this email already exists.")
+    }
+
+    /// A failed write of a user row: the unique email index makes it
+    /// `email_taken`; anything else maps as usual.
+    pub fn from_user_write(e: diesel::result::Error) -> Self {
+        if gatehouse_shared::models::is_unique_violation(&e) {
+            Self::email_taken()
+        } else {
+            e.into()
+        }
     }
 
     pub fn admin_only() -> Self {

@@ -1,19 +1,29 @@
-//! Gatehouse HTTP API. `build` wires the state, `router` the routes; tests
-//! import both.
+//! Gatehouse HTTP API. `build_state` wires the state, `api_routes` lists
+//! every resource's routes, `router` adds the layers; tests import them.
+//!
+//! One name per resource: `routes/<name>.rs` (handlers and OpenAPI) calls
+//! `<name>.rs` (use cases), which calls `gatehouse_shared::models` (SQL);
+//! its tests are `tests/integration/<name>.rs`. See docs/architecture.md.
 
+// Use cases, one module per resource (the routes of the same name call them).
 pub mod accounts;
-pub mod admin;
 pub mod audit;
+pub mod jobs;
+pub mod me;
+pub mod sessions;
+pub mod users;
+
+// Handlers and their OpenAPI annotations, one module per resource.
+pub mod routes;
+
+// Building blocks.
 pub mod auth;
 pub mod config;
-pub mod dto;
 pub mod error;
-pub mod extract;
-pub mod middleware;
+pub mod hashing;
+pub mod http;
 pub mod openapi;
 pub mod ratelimit;
-pub mod routes;
-pub mod sessions;
 pub mod state;
 
 use std::sync::Arc;
@@ -33,10 +43,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::password::PasswordHasher;
-use crate::auth::session_lookup::SessionLookup;
+use crate::auth::session_check::SessionCheck;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
+use crate::hashing::PasswordHasher;
+use crate::http::middleware;
 use crate::state::{App, AppState};
 
 /// Build the state from config: pool, Redis, keys, hasher.
@@ -64,15 +75,15 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     });
     let hasher = PasswordHasher::new(concurrency, config.password_hash_nice)?;
     let allowed_origins = config.allowed_origins();
-    let audit = audit::Audit::start(db.clone());
+    let audit = audit::AuditWriter::start(db.clone());
     // A quarter of the pool for session checks (at least one; `start` clamps).
-    let sessions = SessionLookup::start(db.clone(), config.db.db_pool_size as usize / 4);
+    let session_check = SessionCheck::start(db.clone(), config.db.db_pool_size as usize / 4);
     Ok(AppState(Arc::new(App {
         config,
         db,
         tokens,
         hasher,
-        sessions,
+        session_check,
         queues,
         trusted_proxies,
         allowed_origins,
@@ -84,17 +95,14 @@ pub fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
 /// The routes and their OpenAPI document, from the same registrations.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(routes::auth::router())
+        .merge(routes::accounts::router())
+        .merge(routes::sessions::router())
         .merge(routes::me::router())
         .merge(routes::users::router())
-        .merge(routes::admin::router())
+        .merge(routes::jobs::router())
+        .merge(routes::audit::router())
         .merge(routes::health::router())
         .split_for_parts()
-}
-
-/// The OpenAPI document alone (for tests and tooling).
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().1
 }
 
 async fn metrics_text() -> axum::response::Response {
@@ -156,7 +164,9 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Run migrations, create the bootstrap admin, then serve until shutdown.
+/// Serve `router(state)` on `listener` until `shutdown` resolves, then
+/// write the audit events still queued. (Migrations and the bootstrap
+/// admin come first, in `main.rs`.)
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -175,12 +185,5 @@ pub async fn serve(
         tracing::warn!("audit events still queued at shutdown were not written");
     }
     served?;
-    Ok(())
-}
-
-/// Migrations and bootstrap admin: everything before the first request.
-pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
-    gatehouse_shared::db::run_migrations(&state.config.db.database_url).await?;
-    accounts::bootstrap_admin(state).await?;
     Ok(())
 }

@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
 use gatehouse_api::config::{AdminCommand, Cli, Command};
-use gatehouse_shared::domain::{Email, Password, Role};
-use gatehouse_shared::models::{User, UserChanges};
+use gatehouse_shared::domain::{Email, Password};
 
 fn main() -> ExitCode {
     gatehouse_shared::config::load_dotenv();
@@ -12,24 +11,7 @@ fn main() -> ExitCode {
     }
     let cli: Cli = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&cli.config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "gatehouse-api stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    gatehouse_shared::process::block_on_main("gatehouse-api", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,7 +38,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Operator commands: `admin create` and `admin promote`.
 async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> anyhow::Result<()> {
-    let mut conn = state.db.get().await?;
     match cmd {
         AdminCommand::Create { email, password } => {
             let email =
@@ -64,6 +45,7 @@ async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> any
             let password = Password::parse(password, Some(&email))
                 .map_err(|e| anyhow::anyhow!("--password: {}", e.message()))?;
             let hash = state.hasher.hash(&password).await?;
+            let mut conn = state.db.get().await?;
             let created = gatehouse_api::accounts::create_admin(&mut conn, email.clone(), hash)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
@@ -76,14 +58,10 @@ async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> any
         AdminCommand::Promote { email } => {
             let email =
                 Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
-            let user = User::find_by_email(&mut conn, &email)
-                .await?
+            gatehouse_api::users::promote(state, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?
                 .ok_or_else(|| anyhow::anyhow!("no account with email {email}"))?;
-            let changes = UserChanges {
-                role: Some(Role::Admin.as_str().into()),
-                ..Default::default()
-            };
-            User::update(&mut conn, user.id, changes).await?;
             println!("promoted {email} to admin");
         }
     }

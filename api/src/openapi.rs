@@ -6,6 +6,8 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::error::{FieldError, Problem};
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -14,6 +16,8 @@ use utoipa::{Modify, OpenApi};
         license(name = "MIT")
     ),
     modifiers(&SecurityAddon),
+    // Referenced by the response sets of `crate::http::responses`.
+    components(schemas(Problem, FieldError)),
     tags(
         (name = "auth", description = "Signup, login, tokens, logout and email verification."),
         (name = "me", description = "The caller's own account."),

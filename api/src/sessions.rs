@@ -1,4 +1,6 @@
-//! Login, refresh rotation with reuse detection, and logout.
+//! Sessions (`/auth/login`, `/auth/token`, `/auth/refresh`, `/auth/logout`):
+//! login, refresh rotation with reuse detection, and logout. A session row
+//! is one refresh-token family.
 
 use chrono::{Duration as ChronoDuration, Utc};
 use diesel_async::AsyncConnection;
@@ -7,9 +9,9 @@ use gatehouse_shared::models::{AuditAction, AuditEvent, NewSession, Session, Use
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::password::Verified;
 use crate::auth::tokens::TokenKind;
 use crate::error::{ApiError, ApiResult};
+use crate::hashing::Verified;
 use crate::ratelimit::Class;
 use crate::state::AppState;
 

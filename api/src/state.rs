@@ -9,11 +9,11 @@ use gatehouse_shared::queue::Queues;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::audit::Audit;
-use crate::auth::password::PasswordHasher;
-use crate::auth::session_lookup::SessionLookup;
+use crate::audit::AuditWriter;
+use crate::auth::session_check::SessionCheck;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
+use crate::hashing::PasswordHasher;
 use crate::ratelimit::Limiter;
 
 pub struct App {
@@ -21,11 +21,12 @@ pub struct App {
     pub db: DbPool,
     pub tokens: TokenKeys,
     pub hasher: PasswordHasher,
-    pub sessions: SessionLookup,
+    /// The per-request check that a token's session is live (coalesced).
+    pub session_check: SessionCheck,
     pub queues: Queues,
     pub trusted_proxies: Vec<IpNet>,
     pub allowed_origins: Vec<String>,
-    pub audit: Audit,
+    pub audit: AuditWriter,
     pub limits: Limiter,
 }
 
@@ -40,8 +41,9 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Push committed outbox entries to Redis in the background. A failure
-    /// only delays the job: the worker's sweeper relays it later.
+    /// Push committed outbox entries (from `gatehouse_shared::jobs::enqueue`)
+    /// to Redis in the background. A failure only delays the job: the
+    /// worker's sweeper relays it later.
     pub fn dispatch(&self, entries: Vec<OutboxEntry>) {
         let state = self.clone();
         tokio::spawn(async move {

@@ -42,3 +42,29 @@ pub fn healthcheck(addr_var: &str, default_addr: &str, path: &str) -> ExitCode {
         _ => ExitCode::FAILURE,
     }
 }
+
+/// Run a binary's `main` on a multi-threaded runtime. An error is logged
+/// and printed as one line, and the process exits 1.
+pub fn block_on_main(
+    name: &str,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{name} stopped");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

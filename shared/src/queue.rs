@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use apalis_core::backend::TaskSink;
 use apalis_redis::RedisStorage;
+use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::config::RedisArgs;
-use crate::jobs::{PURGE_QUEUE, RunPurge, SendVerificationEmail, VERIFY_EMAIL_QUEUE, queue_name};
+use crate::jobs::{Job, queue_name};
 use crate::models::OutboxEntry;
 
 /// A lazily (re)connected Redis handle: the service starts and serves
@@ -123,30 +123,34 @@ impl Queues {
         &self.redis
     }
 
-    async fn push<T>(&self, queue: &str, payload: &serde_json::Value) -> anyhow::Result<()>
-    where
-        T: DeserializeOwned + serde::Serialize + Send + Sync + Unpin + 'static,
-    {
-        let job: T = serde_json::from_value(payload.clone())?;
-        let conn = self.redis.get().await?;
-        let mut storage: RedisStorage<T> = self.settings.storage(conn, queue);
+    /// Push one outbox entry onto its job's queue. Does not touch the
+    /// database: the caller marks the entry enqueued (or the sweeper has
+    /// already stamped it).
+    pub async fn dispatch(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
+        let kind = crate::jobs::kind(&entry.queue)
+            .ok_or_else(|| anyhow::anyhow!("unknown queue {:?}", entry.queue))?;
+        (kind.push)(self, &entry.payload).await
+    }
+}
+
+/// How a [`crate::jobs::Kind`] pushes a stored payload.
+pub(crate) type PushFn =
+    for<'a> fn(&'a Queues, &'a serde_json::Value) -> BoxFuture<'a, anyhow::Result<()>>;
+
+/// Decode a stored payload as `J` (so a malformed row fails here, not in
+/// the worker) and push it onto `J`'s queue.
+pub(crate) fn push_payload<'a, J: Job>(
+    queues: &'a Queues,
+    payload: &'a serde_json::Value,
+) -> BoxFuture<'a, anyhow::Result<()>> {
+    Box::pin(async move {
+        let job: J = serde_json::from_value(payload.clone())?;
+        let conn = queues.redis.get().await?;
+        let mut storage: RedisStorage<J> = queues.settings.storage(conn, J::QUEUE);
         storage
             .push(job)
             .await
             .map_err(|e| anyhow::anyhow!("redis push failed: {e}"))?;
         Ok(())
-    }
-
-    /// Push one outbox entry. Does not touch the database: the caller marks
-    /// the entry enqueued (or the sweeper has already stamped it).
-    pub async fn dispatch(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
-        match entry.queue.as_str() {
-            VERIFY_EMAIL_QUEUE => {
-                self.push::<SendVerificationEmail>(VERIFY_EMAIL_QUEUE, &entry.payload)
-                    .await
-            }
-            PURGE_QUEUE => self.push::<RunPurge>(PURGE_QUEUE, &entry.payload).await,
-            other => anyhow::bail!("unknown queue {other:?}"),
-        }
-    }
+    })
 }

@@ -50,6 +50,67 @@ pub async fn clear_redis_namespace(url: &str, namespace: &str) {
     }
 }
 
+/// A Redis key namespace of one test; its keys are deleted when dropped.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    pub fn new() -> Self {
+        Self(redis_namespace())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let (url, ns) = (redis_url(), self.0.clone());
+        // Drop may run inside a runtime: clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(clear_redis_namespace(&url, &ns));
+            }
+        })
+        .join();
+    }
+}
+
+/// Arguments for a binary under test on its own database and Redis
+/// namespace (`--database-url`, `--redis-url`, `--redis-namespace`, a small
+/// pool), then `defaults` and `overrides` as in [`cli_args`].
+pub fn isolated_args(
+    program: &str,
+    db: &TestDb,
+    namespace: &Namespace,
+    defaults: &[(&str, &str)],
+    overrides: &[(&str, &str)],
+) -> Vec<String> {
+    let redis = redis_url();
+    let mut all = vec![
+        ("database-url", db.url.as_str()),
+        ("redis-url", redis.as_str()),
+        ("redis-namespace", namespace.as_str()),
+        ("db-pool-size", "4"),
+    ];
+    all.extend_from_slice(defaults);
+    cli_args(program, &all, overrides)
+}
+
+/// GET `url` and return the body as text (metrics pages and the like).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Command-line arguments for `program`: `--name value` for each of
 /// `defaults`, except those named again in `overrides`, then `overrides`.
 pub fn cli_args(
@@ -93,5 +154,73 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A private redis-server on a free port, stopped and started at will
+/// (the shared Redis is never stopped).
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let mut this = Self {
+            port: free_port(),
+            child: None,
+        };
+        this.up();
+        this
+    }
+
+    /// Not started yet: `up()` it later.
+    pub fn reserved() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    pub fn up(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("private redis did not start");
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.down();
     }
 }

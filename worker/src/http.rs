@@ -11,9 +11,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::state::WorkerState;
 
-/// Workers a healthy process runs: verify-email, purge, cron.
-pub const EXPECTED_WORKERS: i64 = 3;
-
 #[derive(Clone)]
 struct HttpState {
     worker: WorkerState,
@@ -37,7 +34,7 @@ async fn health(State(s): State<HttpState>) -> impl IntoResponse {
     let pg = pg.unwrap_or(false);
     let redis = redis.unwrap_or(false);
     let live = s.worker.live_workers.load(Ordering::Relaxed);
-    let running = live >= EXPECTED_WORKERS;
+    let running = live >= crate::monitor::expected_workers();
     let ok = pg && redis && running;
     let word = |b: bool| if b { "ok" } else { "down" };
     let body = serde_json::json!({

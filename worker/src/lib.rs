@@ -6,19 +6,14 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod mailer;
+pub mod monitor;
 pub mod relay;
 pub mod state;
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
-use apalis::layers::retry::{HasherRng, RetryPolicy};
-use apalis::prelude::*;
-use apalis_cron::{CronScheduler, Tick};
-use gatehouse_shared::jobs::{PURGE_QUEUE, RunPurge, SendVerificationEmail, VERIFY_EMAIL_QUEUE};
 use gatehouse_shared::queue::{QueueSettings, Queues, Redis};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -72,89 +67,9 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-async fn handle_verify_email(
-    job: SendVerificationEmail,
-    state: Data<WorkerState>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    if attempt.current() > 1 {
-        metrics::counter!("gatehouse_jobs_retried_total", "queue" => VERIFY_EMAIL_QUEUE)
-            .increment(1);
-    }
-    jobs::verify_email::run(&job, &state).await.map(|_| ()).map_err(|e| {
-        tracing::warn!(job = %job.outbox_id, attempt = attempt.current(), error = %format!("{e:#}"), "verification email failed");
-        e.into()
-    })
-}
-
-async fn handle_purge(
-    job: RunPurge,
-    state: Data<WorkerState>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    if attempt.current() > 1 {
-        metrics::counter!("gatehouse_jobs_retried_total", "queue" => PURGE_QUEUE).increment(1);
-    }
-    jobs::purge::run_requested(&state, &job)
-        .await
-        .map(|_| ())
-        .map_err(Into::into)
-}
-
-async fn handle_tick(tick: Tick, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    let at = chrono::DateTime::<chrono::Utc>::from_timestamp(tick.get_timestamp() as i64, 0)
-        .ok_or_else(|| AbortError::new("tick out of range"))?;
-    let run = jobs::purge::run_scheduled(&state, at).await?;
-    if run.is_some() {
-        // The replica that won the tick also trims finished jobs in Redis.
-        let day = Duration::from_secs(24 * 3600);
-        if let Err(e) = relay::vacuum_queues(&state, day, 7 * day).await {
-            tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
-        }
-    }
-    Ok(())
-}
-
-/// Count job outcomes and track which workers are alive.
-fn on_event(
-    state: WorkerState,
-    queue: &'static str,
-) -> impl Fn(&WorkerContext, &Event) + Send + Sync + Clone + 'static {
-    move |ctx, event| match event {
-        Event::Start => {
-            state.live_workers.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(worker = ctx.name(), "worker started");
-        }
-        Event::Exit => {
-            state.live_workers.fetch_sub(1, Ordering::Relaxed);
-            tracing::info!(worker = ctx.name(), "worker exited");
-        }
-        Event::Success(_) => {
-            metrics::counter!("gatehouse_jobs_done_total", "queue" => queue).increment(1)
-        }
-        Event::Error(e) => {
-            metrics::counter!("gatehouse_jobs_failed_total", "queue" => queue).increment(1);
-            tracing::warn!(worker = ctx.name(), error = %e, "job failed");
-        }
-        _ => {}
-    }
-}
-
-/// apalis restarts a failed worker at once; while Redis is down that is a
-/// hot loop. The factory runs on the monitor's task, so pause there (off the
-/// async scheduler): 0 s for the first start, then 0.2 s doubling to 5 s.
-fn restart_pause(run: usize) {
-    if run == 0 {
-        return;
-    }
-    let pause =
-        Duration::from_millis(200u64.saturating_mul(1 << run.min(5))).min(Duration::from_secs(5));
-    tokio::task::block_in_place(|| std::thread::sleep(pause));
-}
-
 /// Run until `shutdown` resolves: stop fetching, finish in-flight jobs
 /// (up to `SHUTDOWN_TIMEOUT`), then return.
-pub async fn run(
+pub async fn serve(
     state: WorkerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -175,7 +90,7 @@ pub async fn run(
             })
             .await;
     });
-    let relay = tokio::spawn(relay::run(state.clone(), stop_rx.clone()));
+    let relay = tokio::spawn(relay::sweep_until_shutdown(state.clone(), stop_rx.clone()));
 
     // apalis needs a live connection to build its storages; wait for Redis.
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
@@ -196,107 +111,10 @@ pub async fn run(
         }
     };
     if let Some(conn) = conn {
-        run_monitor(&state, conn, shutdown_rx).await?;
+        monitor::run_monitor(&state, conn, shutdown_rx).await?;
     }
     let _ = stop_tx.send(true);
     let _ = tokio::join!(http, relay);
     tracing::info!(worker = %state.name, "gatehouse-worker stopped");
-    Ok(())
-}
-
-async fn run_monitor(
-    state: &WorkerState,
-    conn: redis::aio::ConnectionManager,
-    mut shutdown_rx: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let config = &state.config;
-    let settings = state.queues.settings().clone();
-    let verify_storage =
-        settings.storage::<SendVerificationEmail>(conn.clone(), VERIFY_EMAIL_QUEUE);
-    let purge_storage = settings.storage::<RunPurge>(conn, PURGE_QUEUE);
-    let schedule = cron::Schedule::from_str(&config.purge_schedule)?;
-    let backoff = ExponentialBackoffMaker::new(
-        Duration::from_millis(500),
-        Duration::from_secs(30),
-        0.5,
-        HasherRng::default(),
-    )?
-    .make_backoff();
-    let poll = Duration::from_millis(200);
-    let (name, concurrency, retries, timeout) = (
-        state.name.clone(),
-        config.worker_concurrency as usize,
-        config.job_retries,
-        config.job_timeout,
-    );
-
-    let verify = {
-        let (state, name, backoff) = (state.clone(), name.clone(), backoff.clone());
-        move |run: usize| {
-            restart_pause(run);
-            WorkerBuilder::new(format!("{name}:verify-email-r{run}"))
-                .backend(verify_storage.clone().poll_with_interval(poll))
-                .concurrency(concurrency)
-                .retry(
-                    RetryPolicy::retries(retries)
-                        .with_backoff(backoff.clone())
-                        .retry_if(|e: &BoxDynError| e.downcast_ref::<AbortError>().is_none()),
-                )
-                .timeout(timeout)
-                .catch_panic()
-                .data(state.clone())
-                .on_event(on_event(state.clone(), VERIFY_EMAIL_QUEUE))
-                .build(handle_verify_email)
-        }
-    };
-    let purge = {
-        let (state, name, backoff) = (state.clone(), name.clone(), backoff.clone());
-        move |run: usize| {
-            restart_pause(run);
-            WorkerBuilder::new(format!("{name}:purge-r{run}"))
-                .backend(purge_storage.clone().poll_with_interval(poll))
-                .concurrency(1)
-                .retry(
-                    RetryPolicy::retries(retries)
-                        .with_backoff(backoff.clone())
-                        .retry_if(|e: &BoxDynError| e.downcast_ref::<AbortError>().is_none()),
-                )
-                .catch_panic()
-                .data(state.clone())
-                .on_event(on_event(state.clone(), PURGE_QUEUE))
-                .build(handle_purge)
-        }
-    };
-    let cron = {
-        let (state, name) = (state.clone(), name.clone());
-        move |run: usize| {
-            restart_pause(run);
-            WorkerBuilder::new(format!("{name}:cron-r{run}"))
-                .backend(CronScheduler::new(schedule.clone()))
-                .concurrency(1)
-                .catch_panic()
-                .data(state.clone())
-                .on_event(on_event(state.clone(), "purge-schedule"))
-                .build(handle_tick)
-        }
-    };
-    Monitor::new()
-        .register(verify)
-        .register(purge)
-        .register(cron)
-        // A worker whose backend failed (e.g. Redis dropped) restarts under
-        // a new name, after a growing pause (see `restart_pause`); /health
-        // is red while it is down.
-        .should_restart(|ctx, err| {
-            tracing::error!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker failed; restarting");
-            true
-        })
-        .shutdown_timeout(config.shutdown_timeout)
-        .run_with_signal(async move {
-            let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            tracing::info!("shutdown signal received; finishing in-flight jobs");
-            Ok(())
-        })
-        .await?;
     Ok(())
 }

@@ -1,11 +1,20 @@
 //! Outgoing email: templates (minijinja) and transports (lettre SMTP pool
-//! or stdout).
+//! or stdout). Every email is a text and an HTML template of one name in
+//! `worker/templates/`, listed in [`TEMPLATES`], sent with [`Mailer::send`].
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::{Environment, context};
 
 use crate::config::{MailTransport, WorkerConfig};
+
+/// Every email template: `(name, text, html)`. Adding an email adds one
+/// line here and the two files.
+const TEMPLATES: &[(&str, &str, &str)] = &[(
+    "verification",
+    include_str!("../templates/verification.txt"),
+    include_str!("../templates/verification.html"),
+)];
 
 pub struct Mailer {
     transport: Transport,
@@ -18,7 +27,15 @@ enum Transport {
     Log,
 }
 
-/// The rendered verification email.
+/// One email to send: a template of [`TEMPLATES`] and its variables.
+pub struct Email<'a> {
+    pub to: &'a str,
+    pub subject: String,
+    pub template: &'static str,
+    pub context: minijinja::Value,
+}
+
+/// The verification email (code and link).
 pub struct VerificationEmail<'a> {
     pub to: &'a str,
     pub name: Option<&'a str>,
@@ -26,6 +43,23 @@ pub struct VerificationEmail<'a> {
     pub link: &'a str,
     pub code_minutes: u64,
     pub link_hours: u64,
+}
+
+impl<'a> From<&VerificationEmail<'a>> for Email<'a> {
+    fn from(e: &VerificationEmail<'a>) -> Self {
+        Email {
+            to: e.to,
+            subject: format!("Your Gatehouse verification code: {}", e.code),
+            template: "verification",
+            context: context! {
+                name => e.name,
+                code => e.code,
+                link => e.link,
+                code_minutes => e.code_minutes,
+                link_hours => e.link_hours,
+            },
+        }
+    }
 }
 
 impl Mailer {
@@ -43,14 +77,10 @@ impl Mailer {
             }
         };
         let mut templates = Environment::new();
-        templates.add_template(
-            "verification.txt",
-            include_str!("../templates/verification.txt"),
-        )?;
-        templates.add_template(
-            "verification.html",
-            include_str!("../templates/verification.html"),
-        )?;
+        for (name, text, html) in TEMPLATES {
+            templates.add_template_owned(format!("{name}.txt"), *text)?;
+            templates.add_template_owned(format!("{name}.html"), *html)?;
+        }
         Ok(Self {
             transport,
             from: config.mail_from.parse()?,
@@ -59,25 +89,20 @@ impl Mailer {
     }
 
     pub async fn send_verification(&self, email: &VerificationEmail<'_>) -> anyhow::Result<()> {
-        let ctx = context! {
-            name => email.name,
-            code => email.code,
-            link => email.link,
-            code_minutes => email.code_minutes,
-            link_hours => email.link_hours,
+        self.send(email.into()).await
+    }
+
+    /// Render `email`'s template as text and HTML and send it.
+    pub async fn send(&self, email: Email<'_>) -> anyhow::Result<()> {
+        let render = |ext: &str| -> anyhow::Result<String> {
+            let name = format!("{}.{ext}", email.template);
+            Ok(self.templates.get_template(&name)?.render(&email.context)?)
         };
-        let text = self
-            .templates
-            .get_template("verification.txt")?
-            .render(&ctx)?;
-        let html = self
-            .templates
-            .get_template("verification.html")?
-            .render(&ctx)?;
+        let (text, html) = (render("txt")?, render("html")?);
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse()?)
-            .subject(format!("Your Gatehouse verification code: {}", email.code))
+            .subject(email.subject)
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))?;
         match &self.transport {
             Transport::Smtp(smtp) => {

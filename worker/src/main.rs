@@ -9,26 +9,8 @@ fn main() -> ExitCode {
     }
     let config: WorkerConfig = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    gatehouse_shared::process::block_on_main("gatehouse-worker", async {
         let state = gatehouse_worker::build_state(config)?;
-        gatehouse_worker::run(state, gatehouse_shared::process::shutdown_signal()).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "gatehouse-worker stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        gatehouse_worker::serve(state, gatehouse_shared::process::shutdown_signal()).await
+    })
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use gatehouse_shared::jobs::{PURGE_QUEUE, VERIFY_EMAIL_QUEUE, queue_name};
+use gatehouse_shared::jobs::{self, queue_name};
 use gatehouse_shared::models::{OutboxEntry, PurgeRun};
 use tokio::sync::watch;
 
@@ -58,7 +58,7 @@ pub async fn sweep(state: &WorkerState) -> anyhow::Result<usize> {
 pub async fn queue_depths(state: &WorkerState) -> anyhow::Result<Vec<(&'static str, i64)>> {
     let mut conn = state.queues.redis().get().await?;
     let mut out = Vec::new();
-    for queue in [VERIFY_EMAIL_QUEUE, PURGE_QUEUE] {
+    for queue in jobs::queues() {
         let name = queue_name(&state.queues.settings().namespace, queue);
         let (active, scheduled): (i64, i64) = redis::pipe()
             .cmd("LLEN")
@@ -75,7 +75,7 @@ pub async fn queue_depths(state: &WorkerState) -> anyhow::Result<Vec<(&'static s
 }
 
 /// Sweep every `OUTBOX_SWEEP_INTERVAL` until shutdown.
-pub async fn run(state: WorkerState, mut shutdown: watch::Receiver<bool>) {
+pub async fn sweep_until_shutdown(state: WorkerState, mut shutdown: watch::Receiver<bool>) {
     let interval = state.config.outbox_sweep_interval;
     loop {
         if let Err(e) = sweep(&state).await {
@@ -121,7 +121,7 @@ pub async fn vacuum_queues(
     let mut conn = state.queues.redis().get().await?;
     let now = Utc::now().timestamp();
     let mut removed = 0u64;
-    for queue in [VERIFY_EMAIL_QUEUE, PURGE_QUEUE] {
+    for queue in jobs::queues() {
         let name = queue_name(&state.queues.settings().namespace, queue);
         for (set, retention) in [
             (format!("{name}:done"), done_retention),

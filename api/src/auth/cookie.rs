@@ -1,49 +1,55 @@
 //! The refresh-token cookie: `HttpOnly; Secure; SameSite=Strict; Path=/auth`.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 
 pub const REFRESH_COOKIE: &str = "gatehouse_refresh";
 
-/// `Set-Cookie` carrying a refresh token for `max_age` seconds.
-pub fn set_refresh(token: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{REFRESH_COOKIE}={token}; Max-Age={}; Path=/auth; HttpOnly; SameSite=Strict{secure}",
-        max_age.max(0)
-    ))
-    .ok()
+fn refresh_cookie(value: String, max_age: i64, secure: bool) -> Cookie<'static> {
+    Cookie::build((REFRESH_COOKIE, value))
+        .max_age(cookie::time::Duration::seconds(max_age.max(0)))
+        .path("/auth")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .build()
 }
 
-/// `Set-Cookie` that deletes the refresh cookie.
-pub fn clear_refresh(secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{REFRESH_COOKIE}=; Max-Age=0; Path=/auth; HttpOnly; SameSite=Strict{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("gatehouse_refresh=; Max-Age=0; Path=/auth"))
+/// The jar with a refresh token set for `max_age` seconds.
+pub fn set_refresh(jar: CookieJar, token: &str, max_age: i64, secure: bool) -> CookieJar {
+    jar.add(refresh_cookie(token.to_owned(), max_age, secure))
 }
 
-/// The refresh token from the `Cookie` header, if any.
-pub fn read_refresh(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == REFRESH_COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
+/// The jar with the refresh cookie deleted (empty, `Max-Age=0`).
+pub fn clear_refresh(jar: CookieJar, secure: bool) -> CookieJar {
+    jar.add(refresh_cookie(String::new(), 0, secure))
+}
+
+/// The refresh token from the request's cookies, if any.
+pub fn read_refresh(jar: &CookieJar) -> Option<String> {
+    jar.get(REFRESH_COOKIE)
+        .map(|c| c.value().trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderMap, header};
+
     use super::*;
+
+    fn set_cookie(jar: CookieJar) -> String {
+        use axum::response::IntoResponse;
+        let res = (jar, ()).into_response();
+        res.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("str")
+            .to_owned()
+    }
 
     #[test]
     fn cookie_flags_and_parsing() {
-        let v = set_refresh("abc", 60, true).expect("hv");
-        let s = v.to_str().expect("str");
+        let s = set_cookie(set_refresh(CookieJar::new(), "abc", 60, true));
         for part in [
             "gatehouse_refresh=abc",
             "HttpOnly",
@@ -54,18 +60,15 @@ mod tests {
         ] {
             assert!(s.contains(part), "{s} lacks {part}");
         }
-        assert!(
-            !set_refresh("abc", 60, false)
-                .expect("hv")
-                .to_str()
-                .expect("s")
-                .contains("Secure")
-        );
+        assert!(!set_cookie(set_refresh(CookieJar::new(), "abc", 60, false)).contains("Secure"));
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             "a=b; gatehouse_refresh=tok; c=d".parse().expect("hv"),
         );
-        assert_eq!(read_refresh(&h).as_deref(), Some("tok"));
+        assert_eq!(
+            read_refresh(&CookieJar::from_headers(&h)).as_deref(),
+            Some("tok")
+        );
     }
 }

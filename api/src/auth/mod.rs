@@ -1,6 +1,9 @@
-//! Passwords, tokens, the refresh cookie and the per-request session check.
+//! Who is calling: signed tokens, the extractors that check them on every
+//! request, the refresh cookie, and the per-request session check.
 
 pub mod cookie;
-pub mod password;
-pub mod session_lookup;
+pub mod extract;
+pub mod session_check;
 pub mod tokens;
+
+pub use extract::{AdminUser, AuthUser};

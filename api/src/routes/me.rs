@@ -8,10 +8,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, ProfileChanges};
-use crate::dto::{UserOut, double_option, name_patch};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
-use crate::extract::{ApiJson, AuthUser};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult, FieldError, FieldErrors};
+use crate::http::dto::{UserOut, double_option, name_patch};
+use crate::http::extract::ApiJson;
+use crate::http::responses::{BadJson, Unauthenticated};
+use crate::me::{self, ProfileChanges};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     get, path = "/me", tag = "me",
     responses(
         (status = 200, description = "The current user.", body = UserOut),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -53,7 +55,7 @@ pub struct UpdateMeRequest {
 
 impl UpdateMeRequest {
     fn parse(self, email: &gatehouse_shared::domain::Email) -> Result<ProfileChanges, ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let first_name = name_patch("first_name", self.first_name, &mut errors);
         let last_name = name_patch("last_name", self.last_name, &mut errors);
         let new_password = match (self.password, self.current_password) {
@@ -74,21 +76,16 @@ impl UpdateMeRequest {
                 ));
                 None
             }
-            (Some(new), Some(current)) => match Password::parse(new, Some(email)) {
-                Ok(p) => Some((p, current)),
-                Err(e) => {
-                    errors.push(FieldError::from_invalid("password", e.into()));
-                    None
-                }
-            },
+            (Some(new), Some(current)) => errors
+                .check("password", Password::parse(new, Some(email)))
+                .map(|p| (p, current)),
         };
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        Ok(ProfileChanges {
-            first_name,
-            last_name,
-            new_password,
+        errors.finish(|| {
+            Some(ProfileChanges {
+                first_name,
+                last_name,
+                new_password,
+            })
         })
     }
 }
@@ -103,11 +100,8 @@ impl UpdateMeRequest {
     request_body = UpdateMeRequest,
     responses(
         (status = 200, description = "The updated user.", body = UserOut),
-        (status = 400, description = "Malformed JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, unknown field, weak password or wrong current password.", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        BadJson,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -119,6 +113,6 @@ async fn update_me(
     let email = gatehouse_shared::domain::Email::parse(&auth.user.email)
         .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
     let changes = body.parse(&email)?;
-    let user = accounts::update_profile(&state, &auth.user, auth.session_id, changes).await?;
+    let user = me::update_profile(&state, &auth.user, auth.session_id, changes).await?;
     Ok(Json(user.into()))
 }

@@ -1,7 +1,12 @@
-//! One module per resource; each exposes `router()`.
+//! Handlers and their OpenAPI annotations, one module per resource. Each
+//! exposes `router()`; `crate::api_routes` merges them. A handler extracts,
+//! parses into domain types, calls the use case of the same name
+//! (`crate::<resource>`), and maps the result to a wire type.
 
-pub mod admin;
-pub mod auth;
+pub mod accounts;
+pub mod audit;
 pub mod health;
+pub mod jobs;
 pub mod me;
+pub mod sessions;
 pub mod users;

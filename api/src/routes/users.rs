@@ -5,17 +5,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use gatehouse_shared::domain::{Email, Role};
-use gatehouse_shared::models::{User, UserFilter};
+use gatehouse_shared::models::{PageRequest, UserFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{self, UserUpdate};
-use crate::dto::{PageOut, UserOut, double_option, name_patch, page_bounds};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
-use crate::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, ClientIp, IdPath};
+use crate::auth::{AdminUser, AuthUser};
+use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
+use crate::http::dto::{UserOut, double_option, name_patch};
+use crate::http::extract::{ApiJson, ClientIp, IdPath};
+use crate::http::pagination::{PageOut, PageParams, Paged};
+use crate::http::responses::{AdminOnly, BadInput, BadJson, NotFound, Unauthenticated};
 use crate::state::AppState;
+use crate::users::{self, UserUpdate};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,12 +34,6 @@ const MAX_QUERY_CHARS: usize = 100;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
-    /// Page size, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200, default = 50)]
-    pub limit: Option<i64>,
-    /// Rows to skip (default 0).
-    #[param(minimum = 0, default = 0)]
-    pub offset: Option<i64>,
     /// Only users with this role.
     pub role: Option<Role>,
     /// Only verified (`true`) or unverified (`false`) users.
@@ -48,9 +45,10 @@ pub struct ListUsersQuery {
 }
 
 impl ListUsersQuery {
-    fn parse(self) -> Result<(UserFilter, i64, i64), ApiError> {
-        let mut errors = Vec::new();
-        let (limit, offset) = page_bounds(self.limit, self.offset, &mut errors);
+    /// Check the filters and the page together, reporting every bad value.
+    fn parse(self, page: PageParams) -> Result<(UserFilter, PageRequest), ApiError> {
+        let mut errors = FieldErrors::default();
+        let page = page.check(&mut errors);
         let q = self
             .q
             .map(|q| q.trim().to_owned())
@@ -64,15 +62,12 @@ impl ListUsersQuery {
                 format!("q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"),
             ));
         }
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
         let filter = UserFilter {
             role: self.role,
             is_verified: self.is_verified,
             q,
         };
-        Ok((filter, limit, offset))
+        errors.finish(|| Some((filter, page)))
     }
 }
 
@@ -84,24 +79,22 @@ impl ListUsersQuery {
 /// the email, first name or last name). Filters combine with AND.
 #[utoipa::path(
     get, path = "/users", tag = "users",
-    params(ListUsersQuery),
+    params(PageParams, ListUsersQuery),
     responses(
         (status = 200, description = "A page of users.", body = PageOut<UserOut>),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid `limit`, `offset`, `role`, `is_verified` or `q`, or an unknown parameter.", body = Problem, content_type = "application/problem+json"),
+        AdminOnly,
+        BadInput,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
-    ApiQuery(query): ApiQuery<ListUsersQuery>,
+    Paged { page, filter }: Paged<ListUsersQuery>,
 ) -> ApiResult<Json<PageOut<UserOut>>> {
-    let (filter, limit, offset) = query.parse()?;
-    let mut conn = state.db.get().await?;
-    let page = User::list(&mut conn, &filter, limit, offset).await?;
-    Ok(Json(PageOut::from_page(page, limit, offset)))
+    let (filter, page) = filter.parse(page)?;
+    let users = users::list(&state, &filter, page).await?;
+    Ok(Json(PageOut::new(users, page)))
 }
 
 /// Get a user.
@@ -113,10 +106,9 @@ async fn list_users(
     params(("id" = uuid::Uuid, Path, description = "The user's id.")),
     responses(
         (status = 200, description = "The user.", body = UserOut),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        AdminOnly,
+        NotFound,
+        BadInput,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -125,11 +117,7 @@ async fn get_user(
     _admin: AdminUser,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<UserOut>> {
-    let mut conn = state.db.get().await?;
-    let user = User::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No user with this id."))?;
-    Ok(Json(user.into()))
+    Ok(Json(users::get(&state, id).await?.into()))
 }
 
 /// Fields of `PATCH /users/{id}`. Absent fields are left alone; `null` or
@@ -159,26 +147,21 @@ impl UpdateUserRequest {
 
     /// Validate every field, reporting all failures at once.
     fn parse(self) -> Result<UserUpdate, ApiError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let first_name = name_patch("first_name", self.first_name, &mut errors);
         let last_name = name_patch("last_name", self.last_name, &mut errors);
         let email = match self.email.as_deref().map(Email::parse) {
             None => None,
-            Some(Ok(email)) => Some(email),
-            Some(Err(e)) => {
-                errors.push(FieldError::from_invalid("email", e));
-                None
-            }
+            Some(parsed) => errors.check("email", parsed),
         };
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        Ok(UserUpdate {
-            first_name,
-            last_name,
-            email,
-            role: self.role,
-            is_verified: self.is_verified,
+        errors.finish(|| {
+            Some(UserUpdate {
+                first_name,
+                last_name,
+                email,
+                role: self.role,
+                is_verified: self.is_verified,
+            })
         })
     }
 }
@@ -196,14 +179,11 @@ impl UpdateUserRequest {
     request_body = UpdateUserRequest,
     responses(
         (status = 200, description = "The updated user.", body = UserOut),
-        (status = 400, description = "Malformed JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        NotFound,
+        BadJson,
         (status = 403, description = "`forbidden`: another user's account, or a field only admins may change.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken` or `last_admin`.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid id, invalid field or unknown field.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -214,9 +194,9 @@ async fn update_user(
     ip: ClientIp,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserOut>> {
-    admin::authorize_update(&auth.user, id, body.touches_privileged())?;
+    users::authorize_update(&auth.user, id, body.touches_privileged())?;
     let update = body.parse()?;
-    let user = admin::update_user(&state, &auth.user, id, update, ip.text()).await?;
+    let user = users::update_user(&state, &auth.user, id, update, ip.text()).await?;
     Ok(Json(user.into()))
 }
 
@@ -230,11 +210,10 @@ async fn update_user(
     params(("id" = uuid::Uuid, Path, description = "The user's id.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "Missing, invalid or revoked access token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no user with this id.", body = Problem, content_type = "application/problem+json"),
+        AdminOnly,
+        NotFound,
+        BadInput,
         (status = 409, description = "`last_admin`: the only admin cannot be deleted.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -244,6 +223,6 @@ async fn delete_user(
     IdPath(id): IdPath,
     ip: ClientIp,
 ) -> ApiResult<StatusCode> {
-    admin::delete_user(&state, &auth.user, id, ip.text()).await?;
+    users::delete_user(&state, &auth.user, id, ip.text()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

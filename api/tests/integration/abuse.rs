@@ -3,21 +3,6 @@ use serde_json::json;
 
 use crate::common::{PASSWORD, TestApp, problem};
 
-async fn login_with_xff(
-    app: &TestApp,
-    email: &str,
-    password: &str,
-    xff: &str,
-) -> reqwest::Response {
-    app.client
-        .post(app.url("/auth/login"))
-        .header("x-forwarded-for", xff)
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn login_budget_per_ip_ends_in_429_with_retry_after() {
     let app = TestApp::spawn_with(&[("rate-limit-login-ip", "3/1m")]).await;
@@ -49,11 +34,13 @@ async fn login_budget_per_ip_ends_in_429_with_retry_after() {
 async fn spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
     let app = TestApp::spawn_with(&[("rate-limit-login-ip", "2/1m")]).await;
     for ip in ["198.51.100.1", "198.51.100.2"] {
-        let res = login_with_xff(&app, "x@example.com", "wrong password", ip).await;
+        let res = app.login_from("x@example.com", "wrong password", ip).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     // A fresh X-Forwarded-For does not buy a fresh budget.
-    let res = login_with_xff(&app, "y@example.com", "wrong password", "198.51.100.3").await;
+    let res = app
+        .login_from("y@example.com", "wrong password", "198.51.100.3")
+        .await;
     problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
@@ -70,7 +57,7 @@ async fn forwarded_for_from_a_trusted_proxy_is_used() {
         "198.51.100.3",
         "198.51.100.4",
     ] {
-        let res = login_with_xff(&app, "z@example.com", "wrong password", ip).await;
+        let res = app.login_from("z@example.com", "wrong password", ip).await;
         assert_eq!(
             res.status(),
             StatusCode::UNAUTHORIZED,
@@ -79,7 +66,10 @@ async fn forwarded_for_from_a_trusted_proxy_is_used() {
     }
     let mut last = None;
     for _ in 0..3 {
-        last = Some(login_with_xff(&app, "z@example.com", "wrong password", "198.51.100.1").await);
+        last = Some(
+            app.login_from("z@example.com", "wrong password", "198.51.100.1")
+                .await,
+        );
     }
     problem(last.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
@@ -93,14 +83,11 @@ async fn soft_lock_grows_then_expires_and_success_resets() {
     ])
     .await;
     app.verified_user("locked@example.com").await;
+    let wrong = json!({"email": "locked@example.com", "password": "wrong password"});
     for _ in 0..2 {
-        let res = app
-            .post(
-                "/auth/login",
-                json!({"email": "locked@example.com", "password": "wrong password"}),
-            )
+        let (path, body) = ("/auth/login", wrong.clone());
+        app.post_problem(path, body, StatusCode::UNAUTHORIZED, "invalid_credentials")
             .await;
-        problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     }
     // Even the right password waits out the delay.
     let res = app
@@ -119,24 +106,24 @@ async fn soft_lock_grows_then_expires_and_success_resets() {
         )
         .await;
     }
-    let res = app
-        .post(
-            "/auth/login",
-            json!({"email": "ghost@example.com", "password": "wrong password"}),
-        )
-        .await;
-    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    app.post_problem(
+        "/auth/login",
+        json!({"email": "ghost@example.com", "password": "wrong password"}),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     app.login("locked@example.com", PASSWORD).await;
     // Success reset the count: one failure does not lock again.
-    let res = app
-        .post(
-            "/auth/login",
-            json!({"email": "locked@example.com", "password": "wrong password"}),
-        )
-        .await;
-    problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    app.post_problem(
+        "/auth/login",
+        json!({"email": "locked@example.com", "password": "wrong password"}),
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
     app.login("locked@example.com", PASSWORD).await;
 }
 
@@ -145,13 +132,13 @@ async fn signup_is_limited_per_ip_and_limits_can_be_turned_off() {
     let app = TestApp::spawn_with(&[("rate-limit-signup-ip", "2/1h")]).await;
     app.signup("s1@example.com").await;
     app.signup("s2@example.com").await;
-    let res = app
-        .post(
-            "/auth/signup",
-            json!({"email": "s3@example.com", "password": PASSWORD}),
-        )
-        .await;
-    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    app.post_problem(
+        "/auth/signup",
+        json!({"email": "s3@example.com", "password": PASSWORD}),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 
     let off =
         TestApp::spawn_with(&[("rate-limit-signup-ip", "1/1h"), ("rate-limits", "off")]).await;
@@ -163,20 +150,22 @@ async fn signup_is_limited_per_ip_and_limits_can_be_turned_off() {
 async fn verify_attempts_are_limited_per_account() {
     let app = TestApp::spawn_with(&[("rate-limit-verify-account", "3/15m")]).await;
     app.signup("v@example.com").await;
+    let wrong = json!({"email": "v@example.com", "code": "000000"});
     for _ in 0..3 {
-        let res = app
-            .post(
-                "/auth/verify",
-                json!({"email": "v@example.com", "code": "000000"}),
-            )
-            .await;
-        problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
-    }
-    let res = app
-        .post(
+        let body = wrong.clone();
+        app.post_problem(
             "/auth/verify",
-            json!({"email": "v@example.com", "code": "000000"}),
+            body,
+            StatusCode::BAD_REQUEST,
+            "invalid_code",
         )
         .await;
-    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    app.post_problem(
+        "/auth/verify",
+        wrong,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 }

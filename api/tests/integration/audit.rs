@@ -37,6 +37,18 @@ async fn one_event(app: &TestApp, admin: &Tokens, user: Option<Uuid>, action: &s
     event
 }
 
+/// The one `action` event of `user` acting on their own account, from the
+/// test client's address.
+async fn own_event(app: &TestApp, admin: &Tokens, user: Uuid, action: &str) -> Value {
+    let e = one_event(app, admin, Some(user), action).await;
+    assert_eq!(
+        (uuid(&e["actor_id"]), uuid(&e["subject_id"])),
+        (Some(user), Some(user))
+    );
+    assert_eq!(e["ip"], "127.0.0.1");
+    e
+}
+
 fn uuid(v: &Value) -> Option<Uuid> {
     v.as_str().map(|s| s.parse().unwrap())
 }
@@ -49,12 +61,7 @@ async fn authentication_events_are_recorded_with_ip() {
     // signup
     let signed: Value = app.signup("ada@example.com").await;
     let ada = uuid(&signed["id"]).unwrap();
-    let e = one_event(&app, &admin, Some(ada), "signup").await;
-    assert_eq!(
-        (uuid(&e["actor_id"]), uuid(&e["subject_id"])),
-        (Some(ada), Some(ada))
-    );
-    assert_eq!(e["ip"], "127.0.0.1");
+    own_event(&app, &admin, ada, "signup").await;
 
     // login_failed before verification (correct password)
     let res = app
@@ -96,12 +103,7 @@ async fn authentication_events_are_recorded_with_ip() {
 
     // login
     let t = app.login("ada@example.com", PASSWORD).await;
-    let e = one_event(&app, &admin, Some(ada), "login").await;
-    assert_eq!(
-        (uuid(&e["actor_id"]), uuid(&e["subject_id"])),
-        (Some(ada), Some(ada))
-    );
-    assert_eq!(e["ip"], "127.0.0.1");
+    own_event(&app, &admin, ada, "login").await;
 
     // login_failed: wrong password of a known account
     let res = app
@@ -214,13 +216,8 @@ async fn client_ip_comes_from_trusted_proxies_only() {
         .insert_user("proxied@example.com", Role::User, true)
         .await;
     let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("x-forwarded-for", "203.0.113.7")
-        .json(&json!({"email": "proxied@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("proxied@example.com", PASSWORD, "203.0.113.7")
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let e = one_event(&app, &admin, Some(id), "login").await;
     assert_eq!(e["ip"], "203.0.113.7");
@@ -232,13 +229,8 @@ async fn client_ip_comes_from_trusted_proxies_only() {
         .insert_user("direct@example.com", Role::User, true)
         .await;
     let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("x-forwarded-for", "203.0.113.7")
-        .json(&json!({"email": "direct@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("direct@example.com", PASSWORD, "203.0.113.7")
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let e = one_event(&app, &admin, Some(id), "login").await;
     assert_eq!(e["ip"], "127.0.0.1");
@@ -505,7 +497,7 @@ async fn bench_enqueue_path() {
         "burst of {burst}: {:.0} ns/event, dropped {} (queue capacity {})",
         elapsed.as_nanos() as f64 / f64::from(burst),
         audit.dropped(),
-        gatehouse_api::audit::QUEUE_CAPACITY,
+        gatehouse_api::audit::writer::QUEUE_CAPACITY,
     );
 }
 
@@ -515,7 +507,7 @@ async fn unaudited_server(app: &TestApp) -> String {
     let Ok(mut inner) = Arc::try_unwrap(state.0) else {
         panic!("state shared")
     };
-    inner.audit = gatehouse_api::audit::Audit::disabled();
+    inner.audit = gatehouse_api::audit::AuditWriter::disabled();
     let state = gatehouse_api::state::AppState(Arc::new(inner));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -2,7 +2,7 @@ use clap::Parser;
 use gatehouse_api::config::Cli;
 use gatehouse_api::state::AppState;
 use gatehouse_shared::models::User;
-use gatehouse_testkit::TestDb;
+use gatehouse_testkit::{Namespace, TestDb};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -14,7 +14,8 @@ pub struct TestApp {
     pub client: Client,
     pub state: AppState,
     pub db: TestDb,
-    pub namespace: String,
+    /// Kept for its `Drop`: the Redis keys of this test go with the app.
+    _namespace: Namespace,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -32,17 +33,13 @@ impl TestApp {
     /// Start the app; `extra` are additional `--flag value` arguments.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
-        let namespace = gatehouse_testkit::redis_namespace();
-        let redis_url = gatehouse_testkit::redis_url();
+        let namespace = Namespace::new();
         let defaults = [
-            ("database-url", db.url.as_str()),
-            ("redis-url", redis_url.as_str()),
-            ("redis-namespace", namespace.as_str()),
             ("jwt-secret", "test-secret-0123456789-0123456789-abcdef"),
             ("cookie-secure", "false"),
-            ("db-pool-size", "4"),
         ];
-        let args = gatehouse_testkit::cli_args("gatehouse-api", &defaults, extra);
+        let args =
+            gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();
         let state = gatehouse_api::build_state(cli.config).unwrap();
         gatehouse_api::accounts::bootstrap_admin(&state)
@@ -65,13 +62,49 @@ impl TestApp {
             client,
             state,
             db,
-            namespace,
+            _namespace: namespace,
             server,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// POST `body` and assert a problem response.
+    pub async fn post_problem(&self, path: &str, body: Value, status: StatusCode, code: &str) {
+        problem(self.post(path, body).await, status, code).await;
+    }
+
+    /// GET without credentials.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// POST without a body, with extra request headers.
+    pub async fn post_headers(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.client.post(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `POST /auth/login` from a client behind `X-Forwarded-For: xff`.
+    pub async fn login_from(&self, email: &str, password: &str, xff: &str) -> Response {
+        self.client
+            .post(self.url("/auth/login"))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PATCH /users/{id}` changing only the role, as `token`.
+    pub async fn set_role(&self, token: &str, id: Uuid, role: &str) -> Response {
+        self.patch_auth(&format!("/users/{id}"), token, json!({"role": role}))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
@@ -163,17 +196,8 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The namespace's keys go when its field drops, after this.
         self.server.abort();
-        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
-            }
-        })
-        .join();
     }
 }
 
@@ -334,4 +358,36 @@ impl TestApp {
         let mut conn = self.db.conn().await;
         assert!(row.replace(&mut conn).await.unwrap());
     }
+}
+
+/// The `id` of a JSON object.
+pub fn id_of(v: &Value) -> Uuid {
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The ids of a page's items, in order.
+pub fn ids(page: &Value) -> Vec<Uuid> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+/// Assert the status and return the JSON body.
+pub async fn json_ok(res: Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    res.json().await.unwrap()
+}
+
+/// `POST /auth/refresh` with `token` in the body.
+pub async fn refresh(app: &TestApp, token: &str) -> Response {
+    app.post("/auth/refresh", json!({"refresh_token": token}))
+        .await
+}
+
+/// `POST /auth/refresh` with `token` is refused with 401 `code`.
+pub async fn assert_refresh_refused(app: &TestApp, token: &str, code: &str) {
+    problem(refresh(app, token).await, StatusCode::UNAUTHORIZED, code).await;
 }

@@ -5,12 +5,19 @@
 
 mod common;
 
-mod abuse;
-mod admin;
+// One module per resource, named as `src/routes/<name>.rs` and `src/<name>.rs`.
+mod accounts;
 mod audit;
-mod auth;
-mod errors;
+mod health;
+mod jobs;
 mod me;
+mod sessions;
+mod users;
+
+// Cross-cutting: the access-token check (`src/auth/`), who may call what,
+// rate limits and abuse, problem+json for framework errors, the document.
+mod abuse;
+mod auth;
+mod authorization;
+mod errors;
 mod openapi;
-mod tokens;
-mod verify;

@@ -1,7 +1,6 @@
+use crate::common::{PASSWORD, TestApp, problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-use crate::common::{PASSWORD, TestApp, problem};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn get_and_patch_names() {
@@ -104,61 +103,4 @@ async fn password_change_needs_current_password_and_ends_other_sessions() {
         .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     app.login("pw@example.com", new).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn health_endpoints() {
-    let app = TestApp::spawn().await;
-    let v: Value = app
-        .client
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "ok");
-    let res = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let v: Value = res.json().await.unwrap();
-    assert_eq!(v["checks"]["postgres"], "ok");
-    assert_eq!(v["checks"]["redis"], "ok");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("gatehouse_http_requests_total"),
-        "{metrics}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn readiness_is_503_when_redis_is_down() {
-    let port = gatehouse_testkit::free_port().to_string();
-    let url = format!("redis://127.0.0.1:{port}");
-    let app = TestApp::spawn_with(&[("redis-url", url.as_str())]).await;
-    let res = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let v: Value = res.json().await.unwrap();
-    assert_eq!(v["checks"]["redis"], "down");
-    assert_eq!(v["checks"]["postgres"], "ok");
-    // Signup still succeeds: the job waits in the outbox.
-    app.signup("offline@example.com").await;
 }

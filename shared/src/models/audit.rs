@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Page;
+use super::{Page, PageRequest, paginate};
 use crate::schema::audit_events;
 
 /// What happened. Stored as its snake_case name.
@@ -162,18 +162,12 @@ impl AuditEvent {
     pub async fn list(
         conn: &mut AsyncPgConnection,
         filter: &AuditFilter,
-        limit: i64,
-        offset: i64,
+        page: PageRequest,
     ) -> QueryResult<Page<Self>> {
-        let total = Self::filtered(filter).count().get_result(conn).await?;
         let items = Self::filtered(filter)
             .order((audit_events::occurred_at.desc(), audit_events::id.desc()))
-            .limit(limit)
-            .offset(offset)
-            .select(Self::as_select())
-            .load(conn)
-            .await?;
-        Ok(Page { items, total })
+            .select(Self::as_select());
+        paginate(conn, Self::filtered(filter).count(), items, page).await
     }
 }
 

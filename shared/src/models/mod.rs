@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod outbox;
+pub mod page;
 pub mod purge_run;
 pub mod session;
 pub mod user;
@@ -15,12 +16,7 @@ pub use session::{NewSession, Session};
 pub use user::{NewUser, User, UserChanges, UserFilter};
 pub use verification::EmailVerification;
 
-/// A page of results with the total count, as every list endpoint returns.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-}
+pub use page::{Page, PageRequest, paginate};
 
 /// True when the error is a unique-constraint violation.
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {

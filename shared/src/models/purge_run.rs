@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::Page;
+use super::{Page, PageRequest, paginate};
 use crate::schema::purge_runs;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Insertable)]
@@ -121,20 +121,12 @@ impl PurgeRun {
         .await
     }
 
-    pub async fn list(
-        conn: &mut AsyncPgConnection,
-        limit: i64,
-        offset: i64,
-    ) -> QueryResult<Page<Self>> {
-        let total = purge_runs::table.count().get_result(conn).await?;
+    /// Newest first, with the total count.
+    pub async fn list(conn: &mut AsyncPgConnection, page: PageRequest) -> QueryResult<Page<Self>> {
         let items = purge_runs::table
             .order((purge_runs::started_at.desc(), purge_runs::id.desc()))
-            .limit(limit)
-            .offset(offset)
-            .select(Self::as_select())
-            .load(conn)
-            .await?;
-        Ok(Page { items, total })
+            .select(Self::as_select());
+        paginate(conn, purge_runs::table.count(), items, page).await
     }
 
     /// Finish time of the newest successful, non-dry run.

@@ -5,6 +5,7 @@ use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::{Page, PageRequest, paginate};
 use crate::domain::{Email, Role};
 use crate::schema::users;
 
@@ -173,8 +174,8 @@ impl User {
 
     /// Delete one batch of stale unverified users (oldest first). Sessions
     /// and codes go with them through `ON DELETE CASCADE`. The ids are read
-    /// without row locks (locking first wrote every row twice: 10 % slower
-    /// on 1 M rows); the outer `AND NOT is_verified` is re-checked on the
+    /// without row locks (locking first wrote every row twice; measured in
+    /// BENCHMARKS.md, section 4); the outer `AND NOT is_verified` is re-checked on the
     /// latest row version under READ COMMITTED, so a user verified while
     /// the batch runs is kept. A verification in flight only makes the
     /// batch wait for it, for the length of one short transaction.
@@ -249,9 +250,10 @@ impl User {
             // A raw fragment on purpose: diesel never caches a statement
             // that contains one, so PostgreSQL plans every search with the
             // actual pattern. A cached statement soon gets a generic plan
-            // that walks the created_at index filtering every row (~1 s at
-            // 1M users for a rare term) instead of the trigram BitmapOr
-            // (~2 ms). Served by the `users_*_trgm_idx` GIN indexes.
+            // that walks the created_at index filtering every row instead
+            // of the trigram BitmapOr, which is orders of magnitude slower
+            // for a rare term in a large table. Served by the
+            // `users_*_trgm_idx` GIN indexes.
             query = query.filter(
                 diesel::dsl::sql::<Bool>("(email ILIKE ")
                     .bind::<Text, _>(pattern.clone())
@@ -269,18 +271,12 @@ impl User {
     pub async fn list(
         conn: &mut AsyncPgConnection,
         filter: &UserFilter,
-        limit: i64,
-        offset: i64,
-    ) -> QueryResult<super::Page<User>> {
-        let total = Self::filtered(filter).count().get_result(conn).await?;
+        page: PageRequest,
+    ) -> QueryResult<Page<User>> {
         let items = Self::filtered(filter)
             .order((users::created_at.desc(), users::id.desc()))
-            .limit(limit)
-            .offset(offset)
-            .select(User::as_select())
-            .load(conn)
-            .await?;
-        Ok(super::Page { items, total })
+            .select(User::as_select());
+        paginate(conn, Self::filtered(filter).count(), items, page).await
     }
 
     /// Lock every admin row for the rest of the transaction and return the

@@ -1,5 +1,34 @@
-//! One job per file. Handlers re-read rows and finish quietly when the work
-//! is gone or already done: delivery is at least once.
+//! One job per file: the handler half of each `gatehouse_shared::jobs` type.
+//! Handlers re-read rows and finish quietly when the work is gone or
+//! already done: delivery is at least once.
+
+use std::time::Duration;
+
+use gatehouse_shared::jobs::Job;
+
+use crate::config::WorkerConfig;
+use crate::state::WorkerState;
 
 pub mod purge;
 pub mod verify_email;
+
+/// What the worker does with a job type: the handler signature of the
+/// package registry's `BackgroundJob`, plus how its consumer runs.
+/// `crate::monitor` builds one apalis consumer per type listed in
+/// `gatehouse_shared::for_each_job!`; a listed type without this impl does
+/// not compile.
+pub trait Handler: Job {
+    /// Jobs of this type running at once in one process.
+    fn concurrency(config: &WorkerConfig) -> usize {
+        config.worker_concurrency as usize
+    }
+
+    /// Limit of one attempt; `None` runs as long as it takes.
+    fn timeout(config: &WorkerConfig) -> Option<Duration> {
+        Some(config.job_timeout)
+    }
+
+    /// Do the work. An error is retried (`JOB_RETRIES`, backoff), then
+    /// rescheduled by apalis; return `Ok` when there is nothing left to do.
+    fn run(self, state: &WorkerState) -> impl Future<Output = anyhow::Result<()>> + Send;
+}

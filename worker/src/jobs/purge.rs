@@ -8,7 +8,25 @@ use gatehouse_shared::models::purge_run::PurgeCounts;
 use gatehouse_shared::models::{EmailVerification, OutboxEntry, PurgeRun, Session, User};
 use uuid::Uuid;
 
+use super::Handler;
+use crate::config::WorkerConfig;
 use crate::state::WorkerState;
+
+impl Handler for RunPurge {
+    /// One run at a time per process; runs are long and serial anyway.
+    fn concurrency(_: &WorkerConfig) -> usize {
+        1
+    }
+
+    /// A purge runs as long as its batches take.
+    fn timeout(_: &WorkerConfig) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn run(self, state: &WorkerState) -> anyhow::Result<()> {
+        run_requested(state, &self).await.map(|_| ())
+    }
+}
 
 /// Revoked sessions are kept this long before deletion.
 const KEEP_REVOKED: i64 = 1;

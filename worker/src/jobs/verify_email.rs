@@ -7,8 +7,15 @@ use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{OutboxEntry, User};
 use rand::Rng;
 
+use super::Handler;
 use crate::mailer::VerificationEmail;
 use crate::state::WorkerState;
+
+impl Handler for SendVerificationEmail {
+    async fn run(self, state: &WorkerState) -> anyhow::Result<()> {
+        send(&self, state).await.map(|_| ())
+    }
+}
 
 /// What the job did; the tests assert on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +38,9 @@ fn new_link_token() -> String {
     hex::encode(bytes)
 }
 
-pub async fn run(job: &SendVerificationEmail, state: &WorkerState) -> anyhow::Result<Outcome> {
+/// Send the email unless the user is gone or verified, a newer request
+/// superseded this one, or this job already sent it.
+pub async fn send(job: &SendVerificationEmail, state: &WorkerState) -> anyhow::Result<Outcome> {
     let mut conn = state.db.get().await?;
     let outcome = async {
         let Some(user) = User::find(&mut conn, job.user_id).await? else {

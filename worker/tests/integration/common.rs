@@ -3,14 +3,14 @@ use clap::Parser;
 use gatehouse_shared::jobs::{self, SendVerificationEmail};
 use gatehouse_shared::models::{NewUser, User};
 use gatehouse_testkit::process::Proc;
-use gatehouse_testkit::{MailSink, TestDb};
+use gatehouse_testkit::{MailSink, Namespace, TestDb};
 use gatehouse_worker::config::WorkerConfig;
 use gatehouse_worker::state::WorkerState;
 use uuid::Uuid;
 
 pub struct Ctx {
     pub db: TestDb,
-    pub namespace: String,
+    pub namespace: Namespace,
     pub mail: MailSink,
     pub state: WorkerState,
 }
@@ -22,19 +22,16 @@ impl Ctx {
 
     pub async fn with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
-        let namespace = gatehouse_testkit::redis_namespace();
+        let namespace = Namespace::new();
         let mail = MailSink::start().await;
-        let (redis, smtp) = (gatehouse_testkit::redis_url(), mail.url());
+        let smtp = mail.url();
         let defaults = [
-            ("database-url", db.url.as_str()),
-            ("redis-url", &redis),
-            ("redis-namespace", &namespace),
             ("mail-transport", "smtp"),
             ("smtp-url", &smtp),
             ("public-url", "https://app.example.com"),
-            ("db-pool-size", "4"),
         ];
-        let args = gatehouse_testkit::cli_args("gatehouse-worker", &defaults, extra);
+        let args =
+            gatehouse_testkit::isolated_args("gatehouse-worker", &db, &namespace, &defaults, extra);
         let config = WorkerConfig::try_parse_from(args).unwrap();
         let state = gatehouse_worker::build_state(config).unwrap();
         Self {
@@ -75,8 +72,7 @@ impl Ctx {
     /// Write the outbox row of a verification email and return its job.
     pub async fn verification_job(&self, user_id: Uuid) -> SendVerificationEmail {
         let mut conn = self.db.conn().await;
-        let entry = jobs::outbox::send_verification(user_id)
-            .insert(&mut conn)
+        let entry = jobs::enqueue(&mut conn, &SendVerificationEmail::new(user_id))
             .await
             .unwrap();
         serde_json::from_value(entry.payload).unwrap()
@@ -92,7 +88,7 @@ impl Ctx {
         let mut env: Vec<(&'static str, String)> = vec![
             ("DATABASE_URL", self.db.url.clone()),
             ("REDIS_URL", gatehouse_testkit::redis_url()),
-            ("REDIS_NAMESPACE", self.namespace.clone()),
+            ("REDIS_NAMESPACE", self.namespace.0.clone()),
             ("MAIL_TRANSPORT", "smtp".into()),
             ("SMTP_URL", self.mail.url()),
             ("PUBLIC_URL", "https://app.example.com".into()),
@@ -121,7 +117,7 @@ pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
     let env: Vec<(&'static str, String)> = vec![
         ("DATABASE_URL", ctx.db.url.clone()),
         ("REDIS_URL", redis_url.to_owned()),
-        ("REDIS_NAMESPACE", ctx.namespace.clone()),
+        ("REDIS_NAMESPACE", ctx.namespace.0.clone()),
         ("JWT_SECRET", "e2e-secret-0123456789-0123456789-xyz".into()),
         ("API_ADDR", format!("127.0.0.1:{port}")),
         ("COOKIE_SECURE", "false".into()),
@@ -143,19 +139,4 @@ pub async fn spawn_api(ctx: &Ctx, redis_url: &str) -> (Proc, String) {
 
 fn leak(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
-            }
-        })
-        .join();
-    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use gatehouse_shared::models::OutboxEntry;
 use gatehouse_testkit::process::Proc;
-use gatehouse_testkit::{MailSink, eventually};
+use gatehouse_testkit::{MailSink, PrivateRedis, eventually};
 
 use crate::common::Ctx;
 
@@ -63,66 +63,10 @@ async fn sigkill_mid_batch_still_delivers_every_email() {
     assert!(second.wait().await.success());
 }
 
-/// A private redis-server on a free port, stopped and started at will.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let mut this = Self { port, child: None };
-        this.up();
-        this
-    }
-
-    fn up(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("private redis did not start");
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_during_signup_still_ends_in_a_delivered_email() {
     let ctx = Ctx::new().await;
-    let mut redis = PrivateRedis::start(gatehouse_testkit::free_port());
+    let mut redis = PrivateRedis::start();
     let mut env = ctx.worker_env(&[("REDIS_URL", &redis.url())]);
     env.push(("RUST_LOG", "info".into()));
     let _worker = Proc::spawn("gatehouse-worker", &env);

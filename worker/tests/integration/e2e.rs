@@ -22,19 +22,19 @@ async fn signup_email_verify_login_through_the_binaries() {
 
     let password = "an end to end passphrase";
     for email in ["code@example.com", "link@example.com"] {
-        let res = client
-            .post(format!("{base}/auth/signup"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let res = post_json(
+            &client,
+            &format!("{base}/auth/signup"),
+            json!({"email": email, "password": password}),
+        )
+        .await;
         assert_eq!(res.status(), 201);
-        let res = client
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let res = post_json(
+            &client,
+            &format!("{base}/auth/login"),
+            json!({"email": email, "password": password}),
+        )
+        .await;
         assert_eq!(res.status(), 403, "unverified login is refused");
     }
 
@@ -43,12 +43,12 @@ async fn signup_email_verify_login_through_the_binaries() {
         .wait_for("code@example.com", 1, Duration::from_secs(20))
         .await
         .remove(0);
-    let res = client
-        .post(format!("{base}/auth/verify"))
-        .json(&json!({"email": "code@example.com", "code": mail.code().unwrap()}))
-        .send()
-        .await
-        .unwrap();
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/verify"),
+        json!({"email": "code@example.com", "code": mail.code().unwrap()}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["is_verified"], true);
@@ -58,21 +58,21 @@ async fn signup_email_verify_login_through_the_binaries() {
         .wait_for("link@example.com", 1, Duration::from_secs(20))
         .await
         .remove(0);
-    let res = client
-        .post(format!("{base}/auth/verify"))
-        .json(&json!({"token": mail.link_token().unwrap()}))
-        .send()
-        .await
-        .unwrap();
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/verify"),
+        json!({"token": mail.link_token().unwrap()}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
 
     for email in ["code@example.com", "link@example.com"] {
-        let res = client
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let res = post_json(
+            &client,
+            &format!("{base}/auth/login"),
+            json!({"email": email, "password": password}),
+        )
+        .await;
         assert_eq!(res.status(), 200);
         let tokens: Value = res.json().await.unwrap();
         let me: Value = client
@@ -97,14 +97,8 @@ async fn signup_email_verify_login_through_the_binaries() {
     let health: Value = health.json().await.unwrap();
     assert_eq!(health["checks"]["postgres"], "ok");
     assert_eq!(health["checks"]["workers"], "ok");
-    let metrics = client
-        .get(format!("http://{worker_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics =
+        gatehouse_testkit::get_text(&client, &format!("http://{worker_addr}/metrics")).await;
     assert!(
         metrics.contains("gatehouse_jobs_done_total{queue=\"verify-email\"} 2"),
         "{metrics}"
@@ -116,4 +110,8 @@ async fn signup_email_verify_login_through_the_binaries() {
         worker.wait().await.success(),
         "worker exits cleanly on SIGTERM"
     );
+}
+
+async fn post_json(client: &reqwest::Client, url: &str, body: Value) -> reqwest::Response {
+    client.post(url).json(&body).send().await.unwrap()
 }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use diesel_async::RunQueryDsl;
-use gatehouse_shared::models::{NewSession, PurgeRun, Session};
+use gatehouse_shared::models::{NewSession, PageRequest, PurgeRun, Session};
 use gatehouse_testkit::process::Proc;
 use gatehouse_worker::jobs::purge;
 use uuid::Uuid;
@@ -88,7 +88,19 @@ async fn one_run_per_tick_among_concurrent_replicas() {
     assert_eq!(run.trigger, "schedule");
     assert!(run.finished_at.is_some());
     let mut conn = ctx.db.conn().await;
-    assert_eq!(PurgeRun::list(&mut conn, 50, 0).await.unwrap().total, 1);
+    assert_eq!(
+        PurgeRun::list(
+            &mut conn,
+            PageRequest {
+                limit: 50,
+                offset: 0
+            }
+        )
+        .await
+        .unwrap()
+        .total,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,10 +114,12 @@ async fn requested_runs_are_recorded_and_dry_runs_delete_nothing() {
         )
         .await;
     let mut conn = ctx.db.conn().await;
-    let entry = gatehouse_shared::jobs::outbox::run_purge(true, None)
-        .insert(&mut conn)
-        .await
-        .unwrap();
+    let entry = gatehouse_shared::jobs::enqueue(
+        &mut conn,
+        &gatehouse_shared::jobs::RunPurge::new(true, None),
+    )
+    .await
+    .unwrap();
     let job: gatehouse_shared::jobs::RunPurge = serde_json::from_value(entry.payload).unwrap();
     let run = purge::run_requested(&ctx.state, &job)
         .await
@@ -171,7 +185,15 @@ async fn three_worker_processes_record_one_run_per_tick() {
         ticks.iter().all(|t| t.n == 1),
         "one run per tick: {ticks:?}"
     );
-    let runs = PurgeRun::list(&mut conn, 50, 0).await.unwrap();
+    let runs = PurgeRun::list(
+        &mut conn,
+        PageRequest {
+            limit: 50,
+            offset: 0,
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         runs.items
             .iter()

@@ -13,7 +13,7 @@ async fn sends_one_email_whose_code_and_link_match_the_stored_hashes() {
     let user = ctx.user("ada@example.com", false, Utc::now()).await;
     let job = ctx.verification_job(user).await;
     assert_eq!(
-        verify_email::run(&job, &ctx.state).await.unwrap(),
+        verify_email::send(&job, &ctx.state).await.unwrap(),
         Outcome::Sent
     );
 
@@ -61,19 +61,19 @@ async fn redelivery_is_idempotent_and_a_resend_replaces_the_code() {
     let user = ctx.user("grace@example.com", false, Utc::now()).await;
     let first = ctx.verification_job(user).await;
     assert_eq!(
-        verify_email::run(&first, &ctx.state).await.unwrap(),
+        verify_email::send(&first, &ctx.state).await.unwrap(),
         Outcome::Sent
     );
     // The same job delivered again sends nothing.
     assert_eq!(
-        verify_email::run(&first, &ctx.state).await.unwrap(),
+        verify_email::send(&first, &ctx.state).await.unwrap(),
         Outcome::AlreadySent
     );
     assert_eq!(ctx.mail.to("grace@example.com").await.len(), 1);
 
     let second = ctx.verification_job(user).await;
     assert_eq!(
-        verify_email::run(&second, &ctx.state).await.unwrap(),
+        verify_email::send(&second, &ctx.state).await.unwrap(),
         Outcome::Sent
     );
     let mails = ctx
@@ -99,7 +99,7 @@ async fn redelivery_is_idempotent_and_a_resend_replaces_the_code() {
     let mut late = first.clone();
     late.outbox_id = uuid::Uuid::now_v7();
     assert_eq!(
-        verify_email::run(&late, &ctx.state).await.unwrap(),
+        verify_email::send(&late, &ctx.state).await.unwrap(),
         Outcome::Skipped
     );
     assert_eq!(ctx.mail.to("grace@example.com").await.len(), 2);
@@ -111,7 +111,7 @@ async fn gone_or_verified_users_get_nothing() {
     let verified = ctx.user("done@example.com", true, Utc::now()).await;
     let job = ctx.verification_job(verified).await;
     assert_eq!(
-        verify_email::run(&job, &ctx.state).await.unwrap(),
+        verify_email::send(&job, &ctx.state).await.unwrap(),
         Outcome::Skipped
     );
     let gone = ctx.user("gone@example.com", false, Utc::now()).await;
@@ -121,7 +121,7 @@ async fn gone_or_verified_users_get_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        verify_email::run(&job, &ctx.state).await.unwrap(),
+        verify_email::send(&job, &ctx.state).await.unwrap(),
         Outcome::Skipped
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -135,7 +135,7 @@ async fn smtp_failure_is_an_error_so_the_job_retries() {
     let ctx = Ctx::with(&[("smtp-url", url.as_str())]).await;
     let user = ctx.user("retry@example.com", false, Utc::now()).await;
     let job = ctx.verification_job(user).await;
-    assert!(verify_email::run(&job, &ctx.state).await.is_err());
+    assert!(verify_email::send(&job, &ctx.state).await.is_err());
     let mut conn = ctx.db.conn().await;
     let entry = gatehouse_shared::models::OutboxEntry::find(&mut conn, job.outbox_id)
         .await

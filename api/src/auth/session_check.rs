@@ -1,9 +1,10 @@
-//! The session check behind every authenticated request, coalesced: the
-//! lookups that arrive while the database is busy with earlier ones go out
-//! together as one query (`sessions.id = ANY($1)`). Under load this turns
-//! many round trips, statement executions and backend wake-ups into one.
-//! When a slot is free and nobody waits, a lookup runs at once in the
-//! request's own task, with no hand-off.
+//! The session check behind every authenticated request, coalesced. One
+//! call: [`SessionCheck::active_user`]. The lookups that arrive while the
+//! database is busy with earlier ones go out together as one query
+//! (`sessions.id = ANY($1)`): under load this turns many round trips,
+//! statement executions and backend wake-ups into one (measured in
+//! BENCHMARKS.md, section 1). When a slot is free and nobody waits, a
+//! lookup runs at once in the request's own task, with no hand-off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ struct Lookup {
 
 /// Handle to the batching task; cheap to clone.
 #[derive(Clone)]
-pub struct SessionLookup {
+pub struct SessionCheck {
     db: DbPool,
     tx: mpsc::Sender<Lookup>,
     /// Connections the session checks may hold at once. The semaphore is
@@ -48,14 +49,14 @@ pub struct SessionLookup {
     slots: Arc<Semaphore>,
 }
 
-impl SessionLookup {
+impl SessionCheck {
     /// Start the batching task. At most `in_flight` batches use a database
     /// connection at once; lookups arriving meanwhile join the next batch.
     /// The task ends when the last handle is dropped.
     pub fn start(db: DbPool, in_flight: usize) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(run(db.clone(), rx, slots.clone()));
+        tokio::spawn(batch_lookups(db.clone(), rx, slots.clone()));
         Self { db, tx, slots }
     }
 
@@ -88,7 +89,7 @@ fn into_result(reply: Reply) -> ApiResult<Option<User>> {
     }
 }
 
-async fn run(db: DbPool, mut rx: mpsc::Receiver<Lookup>, slots: Arc<Semaphore>) {
+async fn batch_lookups(db: DbPool, mut rx: mpsc::Receiver<Lookup>, slots: Arc<Semaphore>) {
     while let Some(first) = rx.recv().await {
         // Wait for a free slot first: whatever queues up meanwhile joins
         // this batch, so batches grow with the load and only with it.

@@ -1,304 +1,15 @@
-//! Administration: the authorization matrix of every protected route, the
-//! user list, user changes and deletion, the last-admin rule under
-//! concurrency, purge requests and purge history.
+//! User administration: the list, reading, changing and deleting users,
+//! the last-admin rule under concurrency, and `admin promote`.
 
-use std::time::Duration;
-
+use crate::common::{TestApp, Tokens, ids, json_ok, problem};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use gatehouse_shared::domain::Role;
-use gatehouse_shared::models::{OutboxEntry, PurgeRun, User};
-use reqwest::{Method, StatusCode};
+use gatehouse_shared::models::User;
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
-
-use crate::common::{TestApp, Tokens, problem};
-
-fn id_of(v: &Value) -> Uuid {
-    v["id"].as_str().unwrap().parse().unwrap()
-}
-
-fn ids(page: &Value) -> Vec<Uuid> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect()
-}
-
-async fn json_ok(res: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(res.status(), status);
-    res.json().await.unwrap()
-}
-
-// ---------------------------------------------------------------------------
-// Authorization matrix
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Anonymous,
-    /// A plain user; acts on their own id.
-    User,
-    /// Another plain user, acting on the first user's id.
-    OtherUser,
-    Admin,
-    /// An admin demoted a moment ago, using their old token.
-    DemotedAdmin,
-    /// A user deleted a moment ago, using their old token.
-    DeletedUser,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    GetMe,
-    PatchMe,
-    Logout,
-    ListUsers,
-    GetUser,
-    PatchUser,
-    DeleteUser,
-    Purge,
-    Runs,
-    Audit,
-}
-
-const EVERYONE: [Who; 6] = [
-    Who::Anonymous,
-    Who::User,
-    Who::OtherUser,
-    Who::Admin,
-    Who::DemotedAdmin,
-    Who::DeletedUser,
-];
-
-const ROUTES: [Route; 10] = [
-    Route::GetMe,
-    Route::PatchMe,
-    Route::Logout,
-    Route::ListUsers,
-    Route::GetUser,
-    Route::PatchUser,
-    Route::DeleteUser,
-    Route::Purge,
-    Route::Runs,
-    Route::Audit,
-];
-
-/// The expected status and, for failures, the problem code.
-fn expected(route: Route, who: Who) -> (StatusCode, &'static str) {
-    use Route::*;
-    use Who::*;
-    match who {
-        Anonymous => return (StatusCode::UNAUTHORIZED, "missing_token"),
-        DeletedUser => return (StatusCode::UNAUTHORIZED, "invalid_token"),
-        _ => {}
-    }
-    let forbidden = (StatusCode::FORBIDDEN, "forbidden");
-    match route {
-        GetMe | PatchMe => (StatusCode::OK, ""),
-        Logout => (StatusCode::NO_CONTENT, ""),
-        PatchUser if matches!(who, User | Admin) => (StatusCode::OK, ""),
-        PatchUser => forbidden,
-        DeleteUser if who == Admin => (StatusCode::NO_CONTENT, ""),
-        Purge if who == Admin => (StatusCode::ACCEPTED, ""),
-        ListUsers | GetUser | Runs | Audit if who == Admin => (StatusCode::OK, ""),
-        _ => forbidden,
-    }
-}
-
-/// One cell's world: a fresh target user with a live session, and the
-/// principal (whose id is `None` for an anonymous caller).
-struct Cell {
-    target: Tokens,
-    principal: Option<Tokens>,
-}
-
-async fn setup(app: &TestApp, root: &Tokens, who: Who, n: usize) -> Cell {
-    let target_id = app
-        .insert_user(&format!("target{n}@example.com"), Role::User, true)
-        .await;
-    let target = app.session_for(target_id).await;
-    let principal = match who {
-        Who::Anonymous => None,
-        Who::User => Some(app.session_for(target_id).await),
-        Who::OtherUser => {
-            let id = app
-                .insert_user(&format!("other{n}@example.com"), Role::User, true)
-                .await;
-            Some(app.session_for(id).await)
-        }
-        Who::Admin => {
-            let id = app
-                .insert_user(&format!("admin{n}@example.com"), Role::Admin, true)
-                .await;
-            Some(app.session_for(id).await)
-        }
-        Who::DemotedAdmin => {
-            let id = app
-                .insert_user(&format!("demoted{n}@example.com"), Role::Admin, true)
-                .await;
-            let tokens = app.session_for(id).await;
-            let res = app
-                .patch_auth(
-                    &format!("/users/{id}"),
-                    &root.access,
-                    json!({"role": "user"}),
-                )
-                .await;
-            assert_eq!(json_ok(res, StatusCode::OK).await["role"], "user");
-            Some(tokens)
-        }
-        Who::DeletedUser => {
-            let id = app
-                .insert_user(&format!("deleted{n}@example.com"), Role::User, true)
-                .await;
-            let tokens = app.session_for(id).await;
-            let res = app.delete_auth(&format!("/users/{id}"), &root.access).await;
-            assert_eq!(res.status(), StatusCode::NO_CONTENT);
-            Some(tokens)
-        }
-    };
-    Cell { target, principal }
-}
-
-async fn call(app: &TestApp, route: Route, token: Option<&str>, target: Uuid) -> reqwest::Response {
-    let user = format!("/users/{target}");
-    let (method, path, body) = match route {
-        Route::GetMe => (Method::GET, "/me", None),
-        Route::PatchMe => (Method::PATCH, "/me", Some(json!({"first_name": "Matrix"}))),
-        Route::Logout => (Method::POST, "/auth/logout", None),
-        Route::ListUsers => (Method::GET, "/users", None),
-        Route::GetUser => (Method::GET, user.as_str(), None),
-        Route::PatchUser => (
-            Method::PATCH,
-            user.as_str(),
-            Some(json!({"first_name": "Patched"})),
-        ),
-        Route::DeleteUser => (Method::DELETE, user.as_str(), None),
-        Route::Purge => (
-            Method::POST,
-            "/admin/jobs/purge",
-            Some(json!({"dry_run": true})),
-        ),
-        Route::Runs => (Method::GET, "/admin/jobs/runs", None),
-        Route::Audit => (Method::GET, "/admin/audit", None),
-    };
-    app.send_auth(method, path, token, body).await
-}
-
-/// Check the body (and lasting effect) of a successful call.
-async fn check_success(
-    app: &TestApp,
-    root: &Tokens,
-    route: Route,
-    who: Who,
-    cell: &Cell,
-    res: reqwest::Response,
-) {
-    let principal = cell.principal.as_ref().unwrap();
-    let target = cell.target.user_id;
-    let what = format!("{route:?} as {who:?}");
-    match route {
-        Route::GetMe | Route::PatchMe => {
-            let v: Value = res.json().await.unwrap();
-            assert_eq!(id_of(&v), principal.user_id, "{what}");
-            let role = if who == Who::Admin { "admin" } else { "user" };
-            assert_eq!(v["role"], role, "{what}: the database decides the role");
-            if route == Route::PatchMe {
-                assert_eq!(v["first_name"], "Matrix", "{what}");
-            }
-        }
-        Route::Logout => {
-            assert_eq!(res.headers()["cache-control"], "no-store");
-            app.assert_token_refused(&principal.access).await;
-        }
-        Route::ListUsers => {
-            let v: Value = res.json().await.unwrap();
-            assert_eq!(
-                (v["limit"].as_i64(), v["offset"].as_i64()),
-                (Some(50), Some(0))
-            );
-            assert!(v["total"].as_i64().unwrap() >= 2, "{what}");
-            assert!(ids(&v).contains(&target), "{what}: newest users first");
-        }
-        Route::GetUser => {
-            let v: Value = res.json().await.unwrap();
-            assert_eq!(id_of(&v), target, "{what}");
-            assert!(v["email"].as_str().unwrap().starts_with("target"));
-            assert!(v.get("password_hash").is_none());
-        }
-        Route::PatchUser => {
-            let v: Value = res.json().await.unwrap();
-            assert_eq!(id_of(&v), target, "{what}");
-            assert_eq!(v["first_name"], "Patched", "{what}");
-            assert_eq!(v["role"], "user", "{what}");
-        }
-        Route::DeleteUser => {
-            let gone = app
-                .get_auth(&format!("/users/{target}"), &root.access)
-                .await;
-            problem(gone, StatusCode::NOT_FOUND, "not_found").await;
-            // The deleted user's session went with the row.
-            app.assert_token_refused(&cell.target.access).await;
-        }
-        Route::Purge => {
-            let v: Value = res.json().await.unwrap();
-            let run_id: Uuid = v["run_id"].as_str().unwrap().parse().unwrap();
-            let mut conn = app.db.conn().await;
-            let entry = OutboxEntry::find(&mut conn, run_id).await.unwrap().unwrap();
-            assert_eq!(entry.queue, "purge");
-            assert_eq!(entry.payload["dry_run"], true);
-            assert_eq!(entry.payload["requested_by"], principal.user_id.to_string());
-        }
-        Route::Runs | Route::Audit => {
-            let v: Value = res.json().await.unwrap();
-            assert!(v["items"].is_array(), "{what}");
-            assert!(v["total"].as_i64().unwrap() >= 0, "{what}");
-            assert_eq!(
-                (v["limit"].as_i64(), v["offset"].as_i64()),
-                (Some(50), Some(0))
-            );
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn authorization_matrix_covers_every_protected_route() {
-    let app = TestApp::spawn().await;
-    let root = app.admin("root@example.com").await;
-    let mut n = 0;
-    for route in ROUTES {
-        for who in EVERYONE {
-            n += 1;
-            let cell = setup(&app, &root, who, n).await;
-            let token = cell.principal.as_ref().map(|t| t.access.as_str());
-            let res = call(&app, route, token, cell.target.user_id).await;
-            let (status, code) = expected(route, who);
-            let what = format!("{route:?} as {who:?}");
-            assert_eq!(res.status(), status, "{what}");
-            if status.is_success() {
-                check_success(&app, &root, route, who, &cell, res).await;
-            } else {
-                if status == StatusCode::UNAUTHORIZED {
-                    assert_eq!(res.headers()["www-authenticate"], "Bearer", "{what}");
-                }
-                let v = problem(res, status, code).await;
-                assert!(v["detail"].as_str().is_some(), "{what}");
-                // A refused change changed nothing.
-                let mut conn = app.db.conn().await;
-                let target = User::find(&mut conn, cell.target.user_id).await.unwrap();
-                let target = target.expect("a refused call must not delete the target");
-                assert_eq!(target.first_name, None, "{what}");
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// GET /users: pagination and filters
-// ---------------------------------------------------------------------------
 
 struct Seeded {
     root: Tokens,
@@ -506,10 +217,6 @@ async fn user_list_filters() {
     assert_eq!(page["items"][0]["is_verified"], true);
 }
 
-// ---------------------------------------------------------------------------
-// GET, PATCH, DELETE /users/{id}
-// ---------------------------------------------------------------------------
-
 #[tokio::test(flavor = "multi_thread")]
 async fn get_user_by_id() {
     let app = TestApp::spawn().await;
@@ -524,12 +231,8 @@ async fn get_user_by_id() {
     assert_eq!(v["is_verified"], false);
     assert_eq!(v["first_name"], Value::Null);
     let missing = format!("/users/{}", Uuid::now_v7());
-    problem(
-        app.get_auth(&missing, &root.access).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    let res = app.get_auth(&missing, &root.access).await;
+    problem(res, StatusCode::NOT_FOUND, "not_found").await;
     for bad in ["/users/42", "/users/not-a-uuid"] {
         let res = app.get_auth(bad, &root.access).await;
         let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -717,40 +420,20 @@ async fn role_change_and_deletion_apply_on_the_next_request() {
         .insert_user("rising@example.com", Role::User, true)
         .await;
     let t = app.session_for(id).await;
-    problem(
-        app.get_auth("/users", &t.access).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    let res = app.get_auth("/users", &t.access).await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Promoted: the same token is an admin's on the very next request.
-    let res = app
-        .patch_auth(
-            &format!("/users/{id}"),
-            &root.access,
-            json!({"role": "admin"}),
-        )
-        .await;
+    let res = app.set_role(&root.access, id, "admin").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         app.get_auth("/users", &t.access).await.status(),
         StatusCode::OK
     );
     // Demoted again: refused at once.
-    let res = app
-        .patch_auth(
-            &format!("/users/{id}"),
-            &root.access,
-            json!({"role": "user"}),
-        )
-        .await;
+    let res = app.set_role(&root.access, id, "user").await;
     assert_eq!(res.status(), StatusCode::OK);
-    problem(
-        app.get_auth("/users", &t.access).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    let res = app.get_auth("/users", &t.access).await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Deleted: every session of the user is gone, refresh included.
     let second = app.session_for(id).await;
     let res = app.delete_auth(&format!("/users/{id}"), &root.access).await;
@@ -766,10 +449,6 @@ async fn role_change_and_deletion_apply_on_the_next_request() {
     assert!(User::find(&mut conn, id).await.unwrap().is_none());
 }
 
-// ---------------------------------------------------------------------------
-// The last admin
-// ---------------------------------------------------------------------------
-
 async fn admin_count(app: &TestApp) -> usize {
     let mut conn = app.db.conn().await;
     conn.transaction::<_, diesel::result::Error, _>(async |c| User::lock_admin_ids(c).await)
@@ -783,12 +462,8 @@ async fn the_only_admin_cannot_be_deleted_or_demoted() {
     let app = TestApp::spawn().await;
     let root = app.admin("root@example.com").await;
     let me = format!("/users/{}", root.user_id);
-    problem(
-        app.delete_auth(&me, &root.access).await,
-        StatusCode::CONFLICT,
-        "last_admin",
-    )
-    .await;
+    let res = app.delete_auth(&me, &root.access).await;
+    problem(res, StatusCode::CONFLICT, "last_admin").await;
     let res = app
         .patch_auth(&me, &root.access, json!({"role": "user"}))
         .await;
@@ -983,181 +658,44 @@ async fn plain_race_without_a_gate_keeps_an_admin() {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Purge requests and history
-// ---------------------------------------------------------------------------
-
 #[tokio::test(flavor = "multi_thread")]
-async fn purge_requests_are_queued_through_the_outbox() {
+async fn admin_promote_goes_through_the_use_case_and_is_audited() {
     let app = TestApp::spawn().await;
     let root = app.admin("root@example.com").await;
-    let post = |body: Option<&'static str>, content_type: Option<&'static str>| {
-        let mut req = app
-            .client
-            .post(app.url("/admin/jobs/purge"))
-            .bearer_auth(&root.access);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        req.send()
-    };
-    let mut conn = app.db.conn().await;
-    for (body, ct, dry_run) in [
-        (None, None, false),
-        (Some(""), Some("application/json"), false),
-        (Some("{}"), Some("application/json"), false),
-        (Some(r#"{"dry_run": true}"#), Some("application/json"), true),
-        (
-            Some(r#"{"dry_run": false}"#),
-            Some("application/json"),
-            false,
-        ),
-    ] {
-        let res = post(body, ct).await.unwrap();
-        let v = json_ok(res, StatusCode::ACCEPTED).await;
-        let run_id: Uuid = v["run_id"].as_str().unwrap().parse().unwrap();
-        let entry = OutboxEntry::find(&mut conn, run_id).await.unwrap().unwrap();
-        assert_eq!(entry.queue, "purge");
-        assert_eq!(entry.payload["dry_run"], dry_run, "{body:?}");
-        assert_eq!(entry.payload["outbox_id"], run_id.to_string());
-        assert_eq!(entry.payload["requested_by"], root.user_id.to_string());
-    }
-    for (body, ct, status, code) in [
-        (
-            r#"{"dry_run": "yes"}"#,
-            "application/json",
-            422,
-            "validation_failed",
-        ),
-        (
-            r#"{"force": true}"#,
-            "application/json",
-            422,
-            "validation_failed",
-        ),
-        ("{", "application/json", 400, "malformed_json"),
-        (
-            "dry_run=true",
-            "application/x-www-form-urlencoded",
-            415,
-            "unsupported_media_type",
-        ),
-    ] {
-        let res = post(Some(body), Some(ct)).await.unwrap();
-        problem(res, StatusCode::from_u16(status).unwrap(), code).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn purge_history_is_listed_newest_first() {
-    let app = TestApp::spawn().await;
-    let root = app.admin("root@example.com").await;
-    let mut conn = app.db.conn().await;
-    let tick = chrono::Utc::now() - chrono::Duration::hours(1);
-    let scheduled = PurgeRun::start(
-        "schedule",
-        Some(tick),
-        false,
-        "worker-a",
-        None,
-        Uuid::now_v7(),
-    );
-    assert!(scheduled.claim(&mut conn).await.unwrap());
-    let counts = gatehouse_shared::models::purge_run::PurgeCounts {
-        users: 3,
-        sessions: 5,
-        codes: 7,
-    };
-    PurgeRun::finish(&mut conn, scheduled.id, counts, None)
+    let id = app.insert_user("ada@example.com", Role::User, true).await;
+    let email = gatehouse_shared::domain::Email::parse("ada@example.com").unwrap();
+    let user = gatehouse_api::users::promote(&app.state, &email)
         .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let manual = PurgeRun::start(
-        "manual",
-        None,
-        true,
-        "worker-b",
-        Some(root.user_id),
-        Uuid::now_v7(),
-    );
-    assert!(manual.claim(&mut conn).await.unwrap());
-
-    let v = json_ok(
-        app.get_auth("/admin/jobs/runs", &root.access).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(v["total"], 2);
-    assert_eq!(ids(&v), vec![manual.id, scheduled.id]);
-    let running = &v["items"][0];
-    assert_eq!(running["trigger"], "manual");
-    assert_eq!(running["status"], "running");
-    assert_eq!(running["dry_run"], true);
-    assert_eq!(running["scheduled_for"], Value::Null);
-    assert_eq!(running["finished_at"], Value::Null);
-    assert_eq!(running["error"], Value::Null);
-    assert_eq!(running["requested_by"], root.user_id.to_string());
-    assert_eq!(running["worker"], "worker-b");
-    let done = &v["items"][1];
-    assert_eq!(done["status"], "succeeded");
-    assert_eq!(done["requested_by"], Value::Null);
-    assert_eq!(
-        (
-            done["users_deleted"].as_i64(),
-            done["sessions_deleted"].as_i64(),
-            done["codes_deleted"].as_i64()
-        ),
-        (Some(3), Some(5), Some(7))
-    );
-    for field in ["scheduled_for", "started_at", "finished_at"] {
-        let t = done[field].as_str().unwrap();
-        assert!(t.ends_with('Z'), "{field}: {t}");
-        chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    }
-    let mut keys: Vec<&str> = done
-        .as_object()
         .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "codes_deleted",
-            "dry_run",
-            "error",
-            "finished_at",
-            "id",
-            "requested_by",
-            "scheduled_for",
-            "sessions_deleted",
-            "started_at",
-            "status",
-            "trigger",
-            "users_deleted",
-            "worker",
-        ]
+        .unwrap();
+    assert_eq!(user.role(), Role::Admin);
+    // Promoting again changes nothing and records nothing more.
+    gatehouse_api::users::promote(&app.state, &email)
+        .await
+        .unwrap()
+        .unwrap();
+    let nobody = gatehouse_shared::domain::Email::parse("nobody@example.com").unwrap();
+    assert!(
+        gatehouse_api::users::promote(&app.state, &nobody)
+            .await
+            .unwrap()
+            .is_none()
     );
-    let v = json_ok(
-        app.get_auth("/admin/jobs/runs?limit=1&offset=1", &root.access)
-            .await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(ids(&v), vec![scheduled.id]);
-    assert_eq!(v["total"], 2);
-    let v = json_ok(
-        app.get_auth("/admin/jobs/runs?offset=9", &root.access)
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let path = format!("/admin/audit?action=user_updated&user_id={id}");
+    let page = json_ok(app.get_auth(&path, &root.access).await, StatusCode::OK).await;
+    assert_eq!(page["total"], 1, "{page}");
+    let event = &page["items"][0];
+    assert_eq!(event["subject_id"], id.to_string());
+    assert_eq!(event["actor_id"], Value::Null);
+    assert_eq!(event["details"]["fields"], json!(["role"]));
     assert_eq!(
-        (v["items"].as_array().unwrap().len(), v["total"].as_i64()),
-        (0, Some(2))
+        event["details"]["role"],
+        json!({"old": "user", "new": "admin"})
+    );
+    // The new admin's next request has admin rights.
+    let t = app.session_for(id).await;
+    assert_eq!(
+        app.get_auth("/users", &t.access).await.status(),
+        StatusCode::OK
     );
 }

@@ -1,5 +1,6 @@
-//! The audit writer: request handlers hand events to a bounded in-process
-//! channel; one background task drains it and inserts them in batches.
+//! The asynchronous audit writer: use cases hand authentication events to
+//! a bounded in-process channel; one background task drains it and
+//! inserts them in batches.
 //!
 //! Recording costs a `try_send` on the request path, never a database round
 //! trip. The trade-off: the trail is best effort. When the channel is full
@@ -8,7 +9,7 @@
 //! the process dies. With more time this would go through the outbox (a row
 //! in the same transaction as the change, relayed later), which is what the
 //! rare security-relevant admin changes already do: they insert their event
-//! in their own transaction (see `crate::admin`), so they commit together.
+//! in their own transaction (see `crate::users`), so they commit together.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,12 +34,12 @@ enum Message {
 
 /// Handle to the audit writer; cheap to clone.
 #[derive(Clone)]
-pub struct Audit {
+pub struct AuditWriter {
     tx: Option<mpsc::Sender<Message>>,
     dropped: Arc<AtomicU64>,
 }
 
-impl Audit {
+impl AuditWriter {
     /// Start the writer on the current tokio runtime.
     pub fn start(db: DbPool) -> Self {
         Self::with_capacity(db, QUEUE_CAPACITY)
@@ -51,7 +52,7 @@ impl Audit {
             return Self { tx: None, dropped };
         };
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        runtime.spawn(run(db, rx, dropped.clone()));
+        runtime.spawn(write_batches(db, rx, dropped.clone()));
         Self {
             tx: Some(tx),
             dropped,
@@ -106,7 +107,7 @@ fn note_dropped(counter: &AtomicU64, n: u64, reason: &'static str) {
     }
 }
 
-async fn run(db: DbPool, mut rx: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
+async fn write_batches(db: DbPool, mut rx: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
     let mut messages = Vec::with_capacity(BATCH_SIZE);
     let mut events = Vec::with_capacity(BATCH_SIZE);
     let mut acks = Vec::new();
@@ -167,7 +168,7 @@ mod tests {
         // A queue of 2 that nobody drains: the 3rd to 5th events are dropped
         // at once, and the caller never waits.
         let (tx, mut rx) = mpsc::channel(2);
-        let audit = Audit {
+        let audit = AuditWriter {
             tx: Some(tx),
             dropped: Arc::new(AtomicU64::new(0)),
         };
@@ -185,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn disabled_records_nothing_and_flushes_at_once() {
-        let audit = Audit::disabled();
+        let audit = AuditWriter::disabled();
         audit.record(AuditEvent::new(AuditAction::Signup));
         audit.flush().await;
         assert_eq!(audit.dropped(), 0);

@@ -1,4 +1,5 @@
-//! Administration use cases: change and delete users, queue a purge.
+//! User administration (`/users`, and `gatehouse-api admin promote`): list,
+//! read, change and delete users.
 //!
 //! Every change here writes its audit event in the same transaction as the
 //! change itself (not through the best-effort writer of `crate::audit`):
@@ -6,10 +7,11 @@
 //! never commit without its trail, nor the trail without the change.
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, PersonName, Role};
-use gatehouse_shared::jobs;
-use gatehouse_shared::models::{AuditAction, AuditEvent, User, UserChanges, is_unique_violation};
+use gatehouse_shared::models::{
+    AuditAction, AuditEvent, Page, PageRequest, User, UserChanges, UserFilter,
+};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -31,8 +33,20 @@ fn not_found() -> ApiError {
     ApiError::not_found("No user with this id.")
 }
 
-fn email_taken() -> ApiError {
-    ApiError::conflict("email_taken", "An account with this email already exists.")
+/// Newest first, filtered, with the total count.
+pub async fn list(
+    state: &AppState,
+    filter: &UserFilter,
+    page: PageRequest,
+) -> ApiResult<Page<User>> {
+    let mut conn = state.db.get().await?;
+    Ok(User::list(&mut conn, filter, page).await?)
+}
+
+/// One user by id.
+pub async fn get(state: &AppState, id: Uuid) -> ApiResult<User> {
+    let mut conn = state.db.get().await?;
+    User::find(&mut conn, id).await?.ok_or_else(not_found)
 }
 
 /// Who may send which fields: an admin anything, on anyone; a plain user
@@ -95,81 +109,112 @@ pub async fn update_user(
             Vec::new()
         };
         let before = User::lock(conn, target_id).await?.ok_or_else(not_found)?;
-        let mut changes = UserChanges::default();
-        let mut fields: Vec<&str> = Vec::new();
-        let mut details = Map::new();
-        if let Some(name) = update.first_name {
-            let name = name.map(PersonName::into_inner);
-            if name != before.first_name {
-                fields.push("first_name");
-                changes.first_name = Some(name);
-            }
-        }
-        if let Some(name) = update.last_name {
-            let name = name.map(PersonName::into_inner);
-            if name != before.last_name {
-                fields.push("last_name");
-                changes.last_name = Some(name);
-            }
-        }
-        if let Some(email) = update.email
-            && email.as_str() != before.email
-        {
-            fields.push("email");
-            details.insert(
-                "email".into(),
-                json!({"old": before.email, "new": email.as_str()}),
-            );
-            changes.email = Some(email.into_inner());
-        }
         if let Some(role) = update.role
-            && role != before.role()
+            && role != Role::Admin
+            && is_last_admin(&before, &admins)
         {
-            if role != Role::Admin && is_last_admin(&before, &admins) {
-                return Err(ApiError::last_admin());
-            }
-            fields.push("role");
-            details.insert("role".into(), json!({"old": before.role(), "new": role}));
-            changes.role = Some(role.as_str().into());
-        }
-        if let Some(verified) = update.is_verified
-            && verified != before.is_verified
-        {
-            fields.push("is_verified");
-            details.insert(
-                "is_verified".into(),
-                json!({"old": before.is_verified, "new": verified}),
-            );
-            changes.is_verified = Some(verified);
-            changes.verified_at = Some(verified.then(Utc::now));
+            return Err(ApiError::last_admin());
         }
         if actor.is_admin() {
             still_admin(&admins, actor.id)?;
         }
-        if fields.is_empty() {
-            return Ok(before);
-        }
-        let updated = User::update(conn, target_id, changes)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    email_taken()
-                } else {
-                    e.into()
-                }
-            })?
-            .ok_or_else(not_found)?;
-        details.insert("fields".into(), json!(fields));
-        AuditEvent::new(AuditAction::UserUpdated)
-            .actor(actor.id)
-            .subject(target_id)
-            .ip(ip)
-            .details(Value::Object(details))
-            .insert(conn)
-            .await?;
-        Ok(updated)
+        apply(conn, Some(actor.id), before, update, ip).await
     })
     .await
+}
+
+/// `gatehouse-api admin promote`: give an existing account the admin role,
+/// with its audit event (no actor: the operator at the console). Returns
+/// `None` when no account has this email.
+pub async fn promote(state: &AppState, email: &Email) -> ApiResult<Option<User>> {
+    let mut conn = state.db.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(found) = User::find_by_email(conn, email).await? else {
+            return Ok(None);
+        };
+        let before = User::lock(conn, found.id).await?.ok_or_else(not_found)?;
+        let update = UserUpdate {
+            role: Some(Role::Admin),
+            ..Default::default()
+        };
+        apply(conn, None, before, update, None).await.map(Some)
+    })
+    .await
+}
+
+/// Write the fields of `update` that differ from `before`, with one
+/// `user_updated` event naming them (old and new values of email, role and
+/// verification), in the caller's transaction. Authorization and the
+/// last-admin rule are the caller's.
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    actor: Option<Uuid>,
+    before: User,
+    update: UserUpdate,
+    ip: Option<String>,
+) -> ApiResult<User> {
+    let mut changes = UserChanges::default();
+    let mut fields: Vec<&str> = Vec::new();
+    let mut details = Map::new();
+    if let Some(name) = update.first_name {
+        let name = name.map(PersonName::into_inner);
+        if name != before.first_name {
+            fields.push("first_name");
+            changes.first_name = Some(name);
+        }
+    }
+    if let Some(name) = update.last_name {
+        let name = name.map(PersonName::into_inner);
+        if name != before.last_name {
+            fields.push("last_name");
+            changes.last_name = Some(name);
+        }
+    }
+    if let Some(email) = update.email
+        && email.as_str() != before.email
+    {
+        fields.push("email");
+        details.insert(
+            "email".into(),
+            json!({"old": before.email, "new": email.as_str()}),
+        );
+        changes.email = Some(email.into_inner());
+    }
+    if let Some(role) = update.role
+        && role != before.role()
+    {
+        fields.push("role");
+        details.insert("role".into(), json!({"old": before.role(), "new": role}));
+        changes.role = Some(role.as_str().into());
+    }
+    if let Some(verified) = update.is_verified
+        && verified != before.is_verified
+    {
+        fields.push("is_verified");
+        details.insert(
+            "is_verified".into(),
+            json!({"old": before.is_verified, "new": verified}),
+        );
+        changes.is_verified = Some(verified);
+        changes.verified_at = Some(verified.then(Utc::now));
+    }
+    if fields.is_empty() {
+        return Ok(before);
+    }
+    let updated = User::update(conn, before.id, changes)
+        .await
+        .map_err(ApiError::from_user_write)?
+        .ok_or_else(not_found)?;
+    details.insert("fields".into(), json!(fields));
+    let mut event = AuditEvent::new(AuditAction::UserUpdated)
+        .subject(before.id)
+        .ip(ip)
+        .details(Value::Object(details));
+    if let Some(actor) = actor {
+        event = event.actor(actor);
+    }
+    event.insert(conn).await?;
+    Ok(updated)
 }
 
 /// Delete a user. Their sessions and codes go with the row (`ON DELETE
@@ -201,32 +246,4 @@ pub async fn delete_user(
         Ok(())
     })
     .await
-}
-
-/// Queue a purge run through the outbox; its id is the id of the run the
-/// worker will record.
-pub async fn request_purge(
-    state: &AppState,
-    actor: &User,
-    dry_run: bool,
-    ip: Option<String>,
-) -> ApiResult<Uuid> {
-    let mut conn = state.db.get().await?;
-    let entry = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let entry = jobs::outbox::run_purge(dry_run, Some(actor.id))
-                .insert(conn)
-                .await?;
-            AuditEvent::new(AuditAction::PurgeRequested)
-                .actor(actor.id)
-                .ip(ip)
-                .details(json!({"run_id": entry.id, "dry_run": dry_run}))
-                .insert(conn)
-                .await?;
-            Ok(entry)
-        })
-        .await?;
-    let run_id = entry.id;
-    state.dispatch(vec![entry]);
-    Ok(run_id)
 }

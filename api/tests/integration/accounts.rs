@@ -1,9 +1,153 @@
+//! Accounts: signup, email verification (code and link), resend, and the
+//! bootstrap admin.
+
+use crate::common::{PASSWORD, TestApp, problem};
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{PASSWORD, TestApp, problem};
+#[tokio::test(flavor = "multi_thread")]
+async fn signup_creates_unverified_user_and_queues_email() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post("/auth/signup", json!({"email": "Ada@Example.com", "password": PASSWORD, "first_name": " Ada ", "last_name": ""}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("/users/{}", body["id"].as_str().unwrap()));
+    assert_eq!(body["email"], "ada@example.com");
+    assert_eq!(body["first_name"], "Ada");
+    assert_eq!(body["last_name"], Value::Null);
+    assert_eq!(body["role"], "user");
+    assert_eq!(body["is_verified"], false);
+    assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
+    let text = body.to_string();
+    assert!(!text.contains("argon2") && !text.contains("password"));
+    // The verification job was written to the outbox in the same transaction.
+    let mut conn = app.db.conn().await;
+    let id = body["id"].as_str().unwrap().parse().unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let jobs = gatehouse_shared::models::OutboxEntry::recent_for_user(
+        &mut conn,
+        id,
+        "verify-email",
+        since,
+    )
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_email_in_other_case_is_409() {
+    let app = TestApp::spawn().await;
+    app.signup("grace@example.com").await;
+    let res = app
+        .post(
+            "/auth/signup",
+            json!({"email": "GRACE@Example.COM", "password": "another fine passphrase"}),
+        )
+        .await;
+    problem(res, StatusCode::CONFLICT, "email_taken").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weak_common_and_own_email_passwords_are_422() {
+    let app = TestApp::spawn().await;
+    for (password, code) in [
+        ("short", "password_too_short"),
+        ("password123", "password_too_common"),
+        ("iloveyou2", "password_too_common"),
+        ("linus@example.com", "password_contains_email"),
+    ] {
+        let res = app
+            .post(
+                "/auth/signup",
+                json!({"email": "linus@example.com", "password": password}),
+            )
+            .await;
+        let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], "password");
+        assert_eq!(v["errors"][0]["code"], code, "{password}");
+    }
+    let long = "x".repeat(129);
+    let res = app
+        .post(
+            "/auth/signup",
+            json!({"email": "linus@example.com", "password": long}),
+        )
+        .await;
+    let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(v["errors"][0]["code"], "password_too_long");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_invalid_field_is_listed() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post("/auth/signup", json!({"first_name": "x".repeat(101)}))
+        .await;
+    let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password", "first_name"]);
+    let res = app
+        .post(
+            "/auth/signup",
+            json!({"email": "not-an-email", "password": PASSWORD}),
+        )
+        .await;
+    let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(v["errors"][0]["code"], "invalid_email");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mass_assignment_is_refused() {
+    let app = TestApp::spawn().await;
+    for field in ["role", "is_verified", "id"] {
+        let mut body = json!({"email": "mallory@example.com", "password": PASSWORD});
+        body[field] = json!("admin");
+        let res = app.post("/auth/signup", body).await;
+        let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], field);
+        assert_eq!(v["errors"][0]["code"], "unknown_field");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_admin_is_created_once_and_verified() {
+    let app = TestApp::spawn_with(&[
+        ("bootstrap-admin-email", "root@example.com"),
+        ("bootstrap-admin-password", "an admin passphrase"),
+    ])
+    .await;
+    let tokens = app.login("root@example.com", "an admin passphrase").await;
+    let me: Value = app
+        .get_auth("/me", &tokens.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["is_verified"], true);
+    // Running it again changes nothing.
+    gatehouse_api::accounts::bootstrap_admin(&app.state)
+        .await
+        .unwrap();
+    let mut conn = app.db.conn().await;
+    assert_eq!(
+        gatehouse_shared::models::User::count(&mut conn)
+            .await
+            .unwrap(),
+        1
+    );
+}
 
 async fn signup_id(app: &TestApp, email: &str) -> Uuid {
     app.signup(email).await["id"]
@@ -57,13 +201,10 @@ async fn link_token_verifies() {
             .status(),
         StatusCode::OK
     );
-    problem(
-        app.post("/auth/verify", json!({"token": "c".repeat(64)}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    let res = app
+        .post("/auth/verify", json!({"token": "c".repeat(64)}))
+        .await;
+    problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,16 +1,16 @@
 //! Extractors that turn every client mistake into problem+json: a JSON body
-//! wrapper, query and path wrappers, the authenticated user and the client IP.
+//! wrapper, query and path wrappers, and the client IP. (The authenticated
+//! user is `crate::auth::AuthUser`.)
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, header, request::Parts};
-use gatehouse_shared::models::User;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::auth::tokens::{AccessClaims, TokenKind};
+use super::json::parse_json;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -39,49 +39,6 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
             )
         } else {
             ApiError::bad_request("unreadable_body", "The request body could not be read.")
-        }
-    })
-}
-
-/// Parse JSON, reporting the failing field. Syntax errors are 400; a body of
-/// the wrong shape (missing, unknown or mistyped fields) is 422.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let msg = inner.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                let (field, code) = if let Some(rest) = msg.strip_prefix("unknown field `") {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    let field = if path == "." || path.ends_with(name) {
-                        path.trim_start_matches('.').to_owned()
-                    } else {
-                        format!("{path}.{name}")
-                    };
-                    let field = if field.is_empty() {
-                        name.to_owned()
-                    } else {
-                        field
-                    };
-                    (field, "unknown_field")
-                } else if let Some(rest) = msg.strip_prefix("missing field `") {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    let field = if path == "." {
-                        name.to_owned()
-                    } else {
-                        format!("{path}.{name}")
-                    };
-                    (field, "required")
-                } else {
-                    let field = if path == "." { String::new() } else { path };
-                    (field, "invalid_type")
-                };
-                ApiError::validation(vec![FieldError::new(field, code, msg)])
-            }
-            _ => ApiError::bad_request("malformed_json", "The request body is not valid JSON."),
         }
     })
 }
@@ -137,25 +94,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let msg = err.into_inner().to_string();
-                let field = if path == "." {
-                    msg.split('`').nth(1).unwrap_or_default().to_owned()
-                } else {
-                    path
-                };
-                ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
-            })
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
 }
 
-fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(query.as_bytes())
+/// Parse a query string; a bad or unknown parameter is 422 naming it (the
+/// path of `serde_path_to_error`: an unknown key is on it too).
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let field = path.trim_start_matches('.').to_owned();
+        let msg = err.into_inner().to_string();
+        ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
+    })
 }
 
 /// A UUID path segment; anything else is 422.
@@ -176,77 +128,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
                 "id must be a UUID",
             )])
         })
-    }
-}
-
-/// The bearer token, or 401 with `WWW-Authenticate: Bearer`.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(ApiError::missing_token)?
-        .to_str()
-        .map_err(|_| ApiError::missing_token())?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or_else(ApiError::missing_token)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::missing_token());
-    }
-    Ok(token.trim())
-}
-
-/// An authenticated user. The token proves identity; the session row and
-/// the user row, loaded on every request, decide authority. Logout, a
-/// password change, a role change or a deletion applies on the next request.
-#[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub user: User,
-    pub session_id: Uuid,
-    pub claims: AccessClaims,
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers)?;
-        let claims = state
-            .tokens
-            .decode(token, TokenKind::Access)
-            .map_err(|_| ApiError::invalid_token())?;
-        let user = state
-            .sessions
-            .active_user(claims.sid, claims.sub)
-            .await?
-            .ok_or_else(ApiError::invalid_token)?;
-        Ok(Self {
-            user,
-            session_id: claims.sid,
-            claims,
-        })
-    }
-}
-
-/// An authenticated admin; a plain user gets 403.
-#[derive(Debug, Clone)]
-pub struct AdminUser(pub AuthUser);
-
-impl FromRequestParts<AppState> for AdminUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let auth = AuthUser::from_request_parts(parts, state).await?;
-        if !auth.user.is_admin() {
-            return Err(ApiError::admin_only());
-        }
-        Ok(Self(auth))
     }
 }
 
@@ -321,6 +202,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn query_errors_name_the_parameter() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Q {
+            limit: Option<i64>,
+            role: Option<gatehouse_shared::domain::Role>,
+        }
+        for (query, field) in [
+            ("sort=email", "sort"),
+            ("limit=x", "limit"),
+            ("role=root", "role"),
+        ] {
+            let e = parse_query::<Q>(query).expect_err(query);
+            assert_eq!(e.errors.expect("errors")[0].field, field, "{query}");
+        }
+        assert!(parse_query::<Q>("limit=5&role=admin").is_ok());
+    }
+
+    #[test]
     fn xff_only_from_trusted_peers() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -339,34 +240,5 @@ mod tests {
             Some(outsider)
         );
         assert_eq!(resolve_client_ip(Some(peer), &h, &[]), Some(peer));
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        let mut h = HeaderMap::new();
-        assert!(bearer_token(&h).is_err());
-        h.insert(header::AUTHORIZATION, "Basic abc".parse().expect("hv"));
-        assert!(bearer_token(&h).is_err());
-        h.insert(header::AUTHORIZATION, "bearer abc.def".parse().expect("hv"));
-        assert_eq!(bearer_token(&h).ok(), Some("abc.def"));
-    }
-
-    #[test]
-    fn json_errors_name_the_field() {
-        #[derive(serde::Deserialize, Debug)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct B {
-            email: String,
-        }
-        let e = parse_json::<B>(br#"{"email":"a","role":"admin"}"#).expect_err("must fail");
-        assert_eq!(e.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
-        let errs = e.errors.expect("errors");
-        assert_eq!(errs[0].field, "role");
-        assert_eq!(errs[0].code, "unknown_field");
-        let e = parse_json::<B>(br#"{"#).expect_err("must fail");
-        assert_eq!(e.code, "malformed_json");
-        let e = parse_json::<B>(br#"{"email": 5}"#).expect_err("must fail");
-        assert_eq!(e.errors.expect("errors")[0].field, "email");
     }
 }

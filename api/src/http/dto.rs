@@ -1,4 +1,5 @@
-//! Wire types shared by several routes.
+//! Wire types shared by several routes: the user as clients see it, the
+//! token response, timestamps, PATCH fields.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gatehouse_shared::domain::{PersonName, Role};
@@ -7,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::FieldErrors;
 
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-25T08:43:20.123456Z`.
 pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -28,15 +29,9 @@ pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
 pub fn name_patch(
     field: &str,
     value: Option<Option<String>>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut FieldErrors,
 ) -> Option<Option<PersonName>> {
-    match PersonName::parse_optional(value?.as_deref()) {
-        Ok(name) => Some(name),
-        Err(e) => {
-            errors.push(FieldError::from_invalid(field, e));
-            None
-        }
-    }
+    errors.check(field, PersonName::parse_optional(value?.as_deref()))
 }
 
 /// A user as clients see it. Never contains a hash, code or token.
@@ -96,82 +91,10 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
-/// `limit` and `offset` of every list.
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200, default = 50)]
-    pub limit: Option<i64>,
-    /// Rows to skip (default 0).
-    #[param(minimum = 0, default = 0)]
-    pub offset: Option<i64>,
-}
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 200;
-
-/// Validate `limit` (1..=200, default 50) and `offset` (>= 0, default 0),
-/// adding a field error for each bad value.
-pub fn page_bounds(
-    limit: Option<i64>,
-    offset: Option<i64>,
-    errors: &mut Vec<FieldError>,
-) -> (i64, i64) {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    let offset = offset.unwrap_or(0);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            "out_of_range",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    if offset < 0 {
-        errors.push(FieldError::new(
-            "offset",
-            "out_of_range",
-            "offset must be 0 or more",
-        ));
-    }
-    (limit, offset)
-}
-
-impl PageParams {
-    /// Validated `(limit, offset)`.
-    pub fn bounds(self) -> Result<(i64, i64), ApiError> {
-        let mut errors = Vec::new();
-        let bounds = page_bounds(self.limit, self.offset, &mut errors);
-        if errors.is_empty() {
-            Ok(bounds)
-        } else {
-            Err(ApiError::validation(errors))
-        }
-    }
-}
-
-/// A page of items with the total count.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PageOut<T: ToSchema> {
-    pub items: Vec<T>,
-    /// Items matching the filters, over all pages.
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl<T: ToSchema> PageOut<T> {
-    /// Convert a model page into its wire form.
-    pub fn from_page<M>(page: gatehouse_shared::models::Page<M>, limit: i64, offset: i64) -> Self
-    where
-        T: From<M>,
-    {
-        Self {
-            items: page.items.into_iter().map(T::from).collect(),
-            total: page.total,
-            limit,
-            offset,
-        }
-    }
+/// `Cache-Control: no-store` (and `Pragma: no-cache`) on responses that
+/// carry tokens.
+pub fn no_store(headers: &mut axum::http::HeaderMap) {
+    use axum::http::{HeaderValue, header};
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }

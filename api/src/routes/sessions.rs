@@ -1,0 +1,368 @@
+//! `/auth/login`, `/auth/token`, `/auth/refresh`, `/auth/logout`: sessions.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{AuthUser, cookie};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::http::dto::{TokenResponse, no_store};
+use crate::http::extract::{ApiJson, ApiQuery, ClientIp, OptionalJson, user_agent};
+use crate::http::responses::{BadInput, BadJson, RateLimited, Unauthenticated};
+use crate::ratelimit::Class;
+use crate::sessions::{self, ClientInfo, LoginError, TokenPair};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(token))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[serde(default)]
+    #[schema(required = true, min_length = 1, example = "ada@example.com")]
+    pub email: String,
+    #[serde(default)]
+    #[schema(required = true, min_length = 1)]
+    pub password: String,
+}
+
+fn missing(field: &str) -> FieldError {
+    FieldError::new(field, "required", format!("{field} is required"))
+}
+
+/// The token response: JSON body, refresh cookie, `Cache-Control: no-store`.
+fn token_response(state: &AppState, jar: CookieJar, pair: TokenPair) -> Response {
+    let jar = cookie::set_refresh(
+        jar,
+        &pair.refresh_token,
+        pair.refresh_max_age,
+        state.config.cookie_secure,
+    );
+    let body = axum::Json(TokenResponse {
+        access_token: pair.access_token,
+        token_type: "bearer",
+        expires_in: pair.expires_in,
+        refresh_token: pair.refresh_token,
+        user_id: pair.user_id,
+    });
+    let mut res = (jar, body).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: ip.0.map(|ip| ip.to_string()),
+        user_agent: user_agent(headers),
+    }
+}
+
+/// Log in with email and password.
+///
+/// Returns an access token, a refresh token (also set as an `HttpOnly`
+/// cookie scoped to `/auth`) and the user id. Unknown emails and wrong
+/// passwords get the same answer in the same time. An unverified account
+/// gets `email_not_verified`, only after a correct password.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in. `Cache-Control: no-store`; sets the refresh cookie.", body = TokenResponse),
+        BadJson,
+        RateLimited,
+        (status = 401, description = "`invalid_credentials`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_not_verified`.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    if body.email.trim().is_empty() {
+        errors.push(missing("email"));
+    }
+    if body.password.is_empty() {
+        errors.push(missing("password"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let pair = sessions::login(
+        &state,
+        &body.email,
+        body.password,
+        client_info(ip, &headers),
+    )
+    .await?;
+    Ok(token_response(&state, jar, pair))
+}
+
+/// OAuth2 token request (RFC 6749 §4.3 and §6), form-encoded.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// `password` or `refresh_token`.
+    #[serde(default)]
+    #[schema(
+        required = true,
+        example = "password",
+        pattern = "^(password|refresh_token)$"
+    )]
+    pub grant_type: String,
+    /// The email (password grant).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The refresh token (refresh_token grant).
+    pub refresh_token: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    pub scope: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    pub client_id: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    pub client_secret: Option<String>,
+}
+
+/// An OAuth2 error body (RFC 6749 §5.2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_grant` or `unsupported_grant_type`.
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Response {
+    let mut res = (
+        status,
+        axum::Json(OAuthError {
+            error,
+            error_description: description.to_owned(),
+        }),
+    )
+        .into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+/// OAuth2 token endpoint.
+///
+/// Form-encoded `grant_type=password` (`username` is the email) or
+/// `grant_type=refresh_token`. Errors use the OAuth2 shape
+/// (`{error, error_description}`). Swagger UI's Authorize button uses it.
+#[utoipa::path(
+    post, path = "/auth/token", tag = "auth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens. `Cache-Control: no-store`.", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`.", body = OAuthError),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        RateLimited,
+    ),
+    security(())
+)]
+async fn token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: axum::body::Bytes,
+) -> Response {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected application/x-www-form-urlencoded",
+        );
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed form body",
+        );
+    };
+    let result = match form.grant_type.as_str() {
+        "password" => {
+            let (Some(username), Some(password)) = (form.username, form.password) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
+            };
+            match sessions::login(&state, &username, password, client_info(ip, &headers)).await {
+                Ok(pair) => Ok(pair),
+                Err(LoginError::InvalidCredentials) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "invalid username or password",
+                    );
+                }
+                Err(LoginError::NotVerified) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "email not verified",
+                    );
+                }
+                Err(LoginError::Other(e)) => Err(e),
+            }
+        }
+        "refresh_token" => {
+            let Some(token) = form.refresh_token else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
+            };
+            match sessions::refresh(&state, &token, ip.text()).await {
+                Ok(pair) => Ok(pair),
+                Err(sessions::RefreshError::Other(e)) => Err(e),
+                Err(_) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "invalid, expired or reused refresh token",
+                    );
+                }
+            }
+        }
+        "" => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "use password or refresh_token",
+            );
+        }
+    };
+    match result {
+        Ok(pair) => token_response(&state, jar, pair),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token; if the body is empty the `gatehouse_refresh` cookie is used.
+    pub refresh_token: Option<String>,
+}
+
+/// Rotate a refresh token.
+///
+/// Takes the refresh token from the JSON body or, when the body is empty,
+/// from the refresh cookie, and returns a new pair. The old token is spent:
+/// presenting it again revokes its whole session (`refresh_token_reused`);
+/// the user's other sessions stay alive. Within a short grace window the
+/// direct parent of the current token returns the current token again,
+/// so two tabs refreshing at once do not log the user out.
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Optional when the cookie is sent."),
+    responses(
+        (status = 200, description = "New tokens. `Cache-Control: no-store`; sets the refresh cookie.", body = TokenResponse),
+        BadJson,
+        RateLimited,
+        (status = 401, description = "`invalid_refresh_token`, `missing_token` or `refresh_token_reused`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`cross_site_request`: cookie refresh from a foreign origin.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    jar: CookieJar,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> ApiResult<Response> {
+    state.limits.hit_ip(Class::RefreshIp, ip.0).await?;
+    let token = match body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty()) {
+        Some(token) => token,
+        None => {
+            let token = cookie::read_refresh(&jar).ok_or_else(|| {
+                ApiError::unauthorized("missing_token", "A refresh token is required.")
+            })?;
+            crate::http::middleware::check_same_origin(&state, &headers)?;
+            token
+        }
+    };
+    let pair = sessions::refresh(&state, &token, ip.text()).await?;
+    Ok(token_response(&state, jar, pair))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogoutQuery {
+    /// `all` ends every session of the user; omitted ends only this one.
+    #[param(inline)]
+    pub scope: Option<LogoutScope>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogoutScope {
+    Current,
+    All,
+}
+
+/// Log out.
+///
+/// Revokes the current session (its access token stops working at once)
+/// and clears the refresh cookie. `?scope=all` revokes every session of
+/// the user.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    params(LogoutQuery),
+    responses(
+        (status = 204, description = "Logged out; the refresh cookie is cleared."),
+        Unauthenticated,
+        BadInput,
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    jar: CookieJar,
+    ApiQuery(query): ApiQuery<LogoutQuery>,
+) -> ApiResult<Response> {
+    let all = query.scope == Some(LogoutScope::All);
+    sessions::logout(&state, auth.user.id, auth.session_id, all, ip.text()).await?;
+    let jar = cookie::clear_refresh(jar, state.config.cookie_secure);
+    let mut res = (StatusCode::NO_CONTENT, jar).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}

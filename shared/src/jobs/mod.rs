@@ -1,0 +1,150 @@
+//! Background jobs: the one abstraction every job goes through.
+//!
+//! A job type (one file here) is a payload that carries ids, not data, plus
+//! an `impl Job` naming its queue and payload version. The worker adds its
+//! handler (`gatehouse_worker::jobs::Handler`). [`for_each_job!`] lists every
+//! job type once; the dispatch table below and the worker's consumers are
+//! both expanded from it, so a job cannot be dispatched without a consumer,
+//! nor consumed without being dispatchable.
+//!
+//! The life of a job:
+//! 1. [`enqueue`] inserts its outbox row inside the caller's transaction, so
+//!    the job exists if and only if the change that causes it commits;
+//! 2. after commit, [`crate::queue::Queues::dispatch`] pushes the row onto
+//!    its Redis queue (the API right away, the worker's relay for anything
+//!    left behind);
+//! 3. the worker runs its handler, at least once; handlers are idempotent
+//!    (they re-read the rows and use the outbox id as their key).
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+
+pub mod purge;
+pub mod verify_email;
+
+pub use purge::RunPurge;
+pub use verify_email::SendVerificationEmail;
+
+/// Every job type, once: adding a job adds one line here. Expands to
+/// `$callback!(Type, Type, ...)`; the dispatch table of this crate and the
+/// worker's consumers are built from it.
+#[macro_export]
+macro_rules! for_each_job {
+    ($callback:ident) => {
+        $callback!($crate::jobs::SendVerificationEmail, $crate::jobs::RunPurge,)
+    };
+}
+
+/// A job payload. Modelled on the package registry's `BackgroundJob`: the
+/// type names its queue and payload version; the worker supplies its
+/// handler. Payloads carry a `v` field (serde default 1) so a new version
+/// can roll out while old jobs are still queued: a handler accepts every
+/// version that may still be in Redis. (`Clone`: the worker's retry layer
+/// keeps a copy of each attempt's payload.)
+pub trait Job: Clone + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    /// The Redis queue, under the namespace (`{namespace}:{QUEUE}`).
+    /// Explicit, so renaming the Rust type never strands queued jobs.
+    const QUEUE: &'static str;
+    /// The payload version new jobs are written with.
+    const VERSION: u16;
+
+    /// The outbox row this job is relayed from: its idempotency key.
+    fn outbox_id(&self) -> Uuid;
+
+    /// The user the job is about, if any (per-user cooldowns and caps
+    /// read it from the outbox row).
+    fn user_id(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+/// Insert `job`'s outbox row, inside the caller's transaction when there is
+/// one. Dispatch the returned entry after commit.
+pub async fn enqueue<J: Job>(conn: &mut AsyncPgConnection, job: &J) -> QueryResult<OutboxEntry> {
+    let payload = serde_json::to_value(job)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    NewOutboxEntry {
+        id: job.outbox_id(),
+        queue: J::QUEUE.into(),
+        payload,
+        user_id: job.user_id(),
+        created_at: chrono::Utc::now(),
+    }
+    .insert(conn)
+    .await
+}
+
+/// The Redis queue name under a namespace, e.g. `gatehouse:verify-email`.
+pub fn queue_name(namespace: &str, queue: &str) -> String {
+    format!("{namespace}:{queue}")
+}
+
+/// A job type as the dispatcher sees it: its queue and how to push a
+/// stored payload as that type.
+pub struct Kind {
+    pub queue: &'static str,
+    pub(crate) push: crate::queue::PushFn,
+}
+
+impl Kind {
+    const fn of<J: Job>() -> Self {
+        Self {
+            queue: J::QUEUE,
+            push: crate::queue::push_payload::<J>,
+        }
+    }
+}
+
+macro_rules! kinds {
+    ($($job:ty),* $(,)?) => {
+        &[$(Kind::of::<$job>()),*]
+    };
+}
+
+/// Every job type (from [`for_each_job!`]).
+pub static KINDS: &[Kind] = for_each_job!(kinds);
+
+/// The job type of a queue, if any.
+pub fn kind(queue: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.queue == queue)
+}
+
+/// Every queue, in registration order (gauges, the Redis vacuum).
+pub fn queues() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.queue)
+}
+
+fn v1() -> u16 {
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_without_version_default_to_v1() {
+        let id = Uuid::nil();
+        let json = serde_json::json!({
+            "outbox_id": id, "user_id": id, "requested_at": "2026-01-01T00:00:00Z"
+        });
+        let job: SendVerificationEmail = serde_json::from_value(json).expect("parse");
+        assert_eq!(job.v, 1);
+        assert_eq!(
+            queue_name("gh", SendVerificationEmail::QUEUE),
+            "gh:verify-email"
+        );
+    }
+
+    #[test]
+    fn every_job_has_its_own_queue() {
+        let names: Vec<_> = queues().collect();
+        assert_eq!(names, ["verify-email", "purge"]);
+        assert!(kind("purge").is_some() && kind("nope").is_none());
+    }
+}
