@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake;
-pub mod redis_server;
 pub mod ws;
 
 use std::time::Duration;
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use fake::{FakeGatehouse, FakeOptions, Login};
-pub use redis_server::PrivateRedis;
+pub use gatehouse_testkit::PrivateRedis;
 pub use tokio_tungstenite;
 pub use ws::WsClient;
 
@@ -119,19 +118,20 @@ pub enum Backend {
     Real(Box<RealGatehouse>),
 }
 
-/// A Gatehouse for a test, and its Redis namespace (`{ns}:revocations`).
+/// A Gatehouse for a test, and its Redis namespace (`{ns}:revocations`;
+/// its keys are deleted on drop).
 pub struct Gatehouse {
     pub backend: Backend,
-    pub namespace: String,
+    pub namespace: gatehouse_testkit::Namespace,
     http: reqwest::Client,
 }
 
 impl Gatehouse {
     /// The in-process stand-in.
     pub async fn fake(setup: Setup) -> Self {
-        let namespace = gatehouse_testkit::redis_namespace();
+        let namespace = gatehouse_testkit::Namespace::new();
         let fake = FakeGatehouse::start(
-            &namespace,
+            namespace.as_str(),
             FakeOptions {
                 cors_origins: setup.cors_origins,
                 access_ttl: setup.access_ttl,
@@ -148,7 +148,7 @@ impl Gatehouse {
 
     /// The real binaries.
     pub async fn real(setup: Setup) -> Self {
-        let namespace = gatehouse_testkit::redis_namespace();
+        let namespace = gatehouse_testkit::Namespace::new();
         let db = TestDb::new().await;
         let port = gatehouse_testkit::free_port();
         let url = format!("http://127.0.0.1:{port}");
@@ -160,7 +160,7 @@ impl Gatehouse {
         let mut env: Vec<(&str, String)> = vec![
             ("DATABASE_URL", db.url.clone()),
             ("REDIS_URL", gatehouse_testkit::redis_url()),
-            ("REDIS_NAMESPACE", namespace.clone()),
+            ("REDIS_NAMESPACE", namespace.as_str().to_owned()),
             ("JWT_SECRET", "apps-e2e-secret-0123456789-0123456789".into()),
             ("API_ADDR", format!("127.0.0.1:{port}")),
             ("PUBLIC_URL", url.clone()),
@@ -219,7 +219,10 @@ impl Gatehouse {
         vec![
             ("GATEHOUSE_URL", self.url().to_owned()),
             ("GATEHOUSE_REDIS_URL", gatehouse_testkit::redis_url()),
-            ("GATEHOUSE_REDIS_NAMESPACE", self.namespace.clone()),
+            (
+                "GATEHOUSE_REDIS_NAMESPACE",
+                self.namespace.as_str().to_owned(),
+            ),
         ]
     }
 
@@ -294,21 +297,6 @@ impl Gatehouse {
                 .code()
                 .unwrap(),
         }
-    }
-}
-
-impl Drop for Gatehouse {
-    fn drop(&mut self) {
-        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
-            }
-        })
-        .join();
     }
 }
 

@@ -9,7 +9,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Chat {
     pub gatehouse: Gatehouse,
     pub db: ScratchDb,
-    pub namespace: String,
+    /// The chat's Redis namespace; its keys are deleted on drop.
+    _namespace: gatehouse_testkit::Namespace,
     pub replicas: Vec<App>,
     pub http: reqwest::Client,
     env: Vec<(&'static str, String)>,
@@ -27,11 +28,11 @@ impl Chat {
         extra: &[(&'static str, &str)],
     ) -> Self {
         let db = ScratchDb::new("chat").await;
-        let namespace = gatehouse_testkit::redis_namespace();
+        let namespace = gatehouse_testkit::Namespace::new();
         let mut env = gatehouse.app_env();
         env.push(("DATABASE_URL", db.url.clone()));
         env.push(("REDIS_URL", gatehouse_testkit::redis_url()));
-        env.push(("REDIS_NAMESPACE", namespace.clone()));
+        env.push(("REDIS_NAMESPACE", namespace.as_str().to_owned()));
         env.push(("DB_POOL_SIZE", "4".into()));
         env.push(("WS_MESSAGE_RATE", "1000".into()));
         for (k, v) in extra {
@@ -41,7 +42,7 @@ impl Chat {
         let mut chat = Self {
             gatehouse,
             db,
-            namespace,
+            _namespace: namespace,
             replicas: Vec::new(),
             http: reqwest::Client::new(),
             env,
@@ -123,21 +124,6 @@ impl Chat {
         rows.into_iter()
             .map(|r| (r.id, r.author_id, r.body))
             .collect()
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        let (url, ns) = (gatehouse_testkit::redis_url(), self.namespace.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(gatehouse_testkit::clear_redis_namespace(&url, &ns));
-            }
-        })
-        .join();
     }
 }
 
