@@ -5,6 +5,9 @@
 #   docker build --target api    -t gatehouse-api .
 #   docker build --target worker -t gatehouse-worker .
 #   docker compose up --build          # builds both
+#   docker build --target botfactory -t gatehouse-botfactory .   # example apps
+#   docker build --target chat       -t gatehouse-chat .         # (examples/)
+#   docker compose --profile apps up --build                     # builds all four
 #
 # Stages: chef (toolchain + cargo-chef) -> planner (recipe.json from the
 # manifests) -> builder (cook the dependencies of every workspace binary =
@@ -87,6 +90,29 @@ EXPOSE 9000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/gatehouse-worker", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/gatehouse-worker"]
+
+# ---------------------------------------------------------------------------
+# The example apps on Gatehouse (examples/, compose profile "apps"). They
+# verify Gatehouse's tokens with gatehouse-verify and hold no secret.
+FROM runtime AS botfactory
+LABEL org.opencontainers.image.title="gatehouse-botfactory" \
+      org.opencontainers.image.description="BotFactory: bots per client, identity from Gatehouse"
+COPY --from=builder /app/target/release/botfactory /usr/local/bin/botfactory
+ENV APP_ADDR=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/botfactory", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/botfactory"]
+
+FROM runtime AS chat
+LABEL org.opencontainers.image.title="gatehouse-chat" \
+      org.opencontainers.image.description="Real-time chat on Gatehouse (WebSocket, Redis fan-out)"
+COPY --from=builder /app/target/release/chat /usr/local/bin/chat
+ENV APP_ADDR=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/chat", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/chat"]
 
 # ---------------------------------------------------------------------------
 # Last, so a plain `docker build .` gives the API image.

@@ -752,6 +752,40 @@ while IFS=$'\t' read -r level msg; do
 done <<< "$results"
 
 # --------------------------------------------------------------------------
+# Example apps (BotFactory, chat): their stages of the Dockerfile (linted
+# above with the rest) and the compose profile "apps". Kept in one block
+# (details in scripts/check_docker_apps.py) so the Gatehouse checks above can
+# change without touching it.
+section "example apps (Dockerfile stages botfactory/chat, compose profile apps)"
+APPS_JSON=""
+if [[ ${#COMPOSE[@]} -gt 0 ]]; then
+  APPS_JSON="$(mktemp)"
+  # JWT_SECRET may have no default in the compose file: give a throwaway one.
+  apps_env=(env "JWT_SECRET=check-docker-apps-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')")
+  if out="$("${apps_env[@]}" "${COMPOSE[@]}" -f docker-compose.yml --project-directory . --env-file /dev/null --profile apps config -q 2>&1)"; then
+    ok "compose config --profile apps: valid"
+    "${apps_env[@]}" "${COMPOSE[@]}" -f docker-compose.yml --project-directory . --env-file /dev/null --profile apps config --format json > "$APPS_JSON" 2>/dev/null || : > "$APPS_JSON"
+  else
+    bad "compose config --profile apps"; indent <<< "$out"
+  fi
+fi
+if apps_results="$("$PY" scripts/check_docker_apps.py "$APPS_JSON")"; then
+  while IFS=$'\t' read -r level msg; do
+    [[ -z "${level:-}" ]] && continue
+    case "$level" in
+      ok) ok "$msg" ;;
+      FAIL) bad "$msg" ;;
+      *) note "$msg" ;;
+    esac
+  done <<< "$apps_results"
+else
+  bad "scripts/check_docker_apps.py crashed (see above)"
+fi
+[[ -n "$APPS_JSON" ]] && rm -f "$APPS_JSON"
+METHODS+=("example apps: 'compose --profile apps config' + scripts/check_docker_apps.py")
+# ------------------------------------------------------- end of example apps
+
+# --------------------------------------------------------------------------
 section "summary"
 for m in "${METHODS[@]}"; do echo "  method  $m"; done
 if [[ "$FAIL" -gt 0 ]]; then

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod db;
 pub mod process;
 pub mod services;

@@ -1,0 +1,3 @@
+pub mod bots;
+pub mod clients;
+pub mod health;
