@@ -1,9 +1,5 @@
 //! Against the real `gatehouse-api`: tokens it mints are accepted, ownership
 //! holds, and a logout is refused at BotFactory within a second.
-//!
-//! These need Gatehouse's EdDSA keys, JWKS and revocation feed (branch
-//! `tokens`); until it lands they are ignored. Run them with
-//! `cargo test -p botfactory -- --ignored`.
 
 use std::time::Duration;
 
@@ -12,7 +8,6 @@ use example_testkit::{Gatehouse, Setup};
 use crate::common::{Ctx, within};
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs tokens branch"]
 async fn real_gatehouse_tokens_ownership_and_logout() {
     let ctx = Ctx::with(Gatehouse::real(Setup::default()).await, &[]).await;
     let alice = ctx.client().await;
