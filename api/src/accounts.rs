@@ -160,7 +160,7 @@ pub async fn verify_code(
             let Some(row) = row.filter(|r| r.code_usable(Utc::now())) else {
                 return Err(invalid_code());
             };
-            let expected = verification::code_hash(user.id, code);
+            let expected = verification::code_hash(&state.secrets, user.id, code);
             let matches =
                 well_formed && bool::from(row.code_hash.as_bytes().ct_eq(expected.as_bytes()));
             if !matches {
@@ -189,9 +189,10 @@ pub async fn verify_link(state: &AppState, token: &str, ip: Option<String>) -> A
         return Err(invalid_code());
     }
     let mut conn = state.db.get().await?;
-    let row = EmailVerification::find_by_link(&mut conn, &verification::link_hash(token))
-        .await?
-        .ok_or_else(invalid_code)?;
+    let row =
+        EmailVerification::find_by_link(&mut conn, &verification::link_hash(&state.secrets, token))
+            .await?
+            .ok_or_else(invalid_code)?;
     // A second click answers the same, without a second audit event.
     if let Some(user) = User::find(&mut conn, row.user_id)
         .await?

@@ -70,6 +70,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let _ = state::metrics_handle();
     gatehouse_shared::rotation::init_metrics();
     let secret = config.tokens.jwt_secret.bytes();
+    let secrets = gatehouse_shared::keys::SecretHasher::new(secret);
     let ring = KeyRing::load(
         &db,
         config.jwt_algorithm,
@@ -108,6 +109,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         allowed_origins,
         audit,
         limits,
+        secrets,
     })))
 }
 

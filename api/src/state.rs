@@ -28,6 +28,8 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     pub audit: AuditWriter,
     pub limits: Limiter,
+    /// Keyed hash of stored one-time secrets (codes, link tokens).
+    pub secrets: gatehouse_shared::keys::SecretHasher,
 }
 
 #[derive(Clone)]

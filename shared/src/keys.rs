@@ -29,6 +29,7 @@ pub const EDDSA: &str = "EdDSA";
 const HKDF_SALT: &[u8] = b"gatehouse";
 const INFO_KEY_ENCRYPTION: &[u8] = b"gatehouse/signing-key-encryption/v1";
 const INFO_HS256_KID: &[u8] = b"gatehouse/hs256-kid/v1";
+const INFO_SECRET_HASH: &[u8] = b"gatehouse/secret-hash/v1";
 /// First byte of a stored private half: the format (nonce || ciphertext+tag).
 const SEALED_V1: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -45,6 +46,37 @@ pub enum KeyError {
     Decrypt,
     #[error("a stored public key is malformed")]
     MalformedPublicKey,
+}
+
+/// Keyed hash (HMAC-SHA256, key derived from `JWT_SECRET`) of the one-time
+/// secrets Gatehouse stores: verification codes and link tokens. A bare
+/// SHA-256 of a 6-digit code is reversed in a second by trying all codes;
+/// without the key, a leaked hash (a log line, a backup) says nothing.
+#[derive(Clone)]
+pub struct SecretHasher(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for SecretHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretHasher(<redacted>)")
+    }
+}
+
+impl SecretHasher {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(derive(secret, INFO_SECRET_HASH))
+    }
+
+    /// Hex HMAC-SHA256 of `input`.
+    pub fn hash(&self, input: &[u8]) -> String {
+        use hmac::{Mac, SimpleHmac};
+        // HMAC takes keys of any length: `new_from_slice` cannot fail here.
+        let mut mac = match <SimpleHmac<Sha256> as Mac>::new_from_slice(self.0.as_ref()) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        mac.update(input);
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 /// `JWT_SECRET`-derived key that seals and opens private halves.
@@ -274,6 +306,16 @@ impl KeyTiming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_hashes_depend_on_the_key() {
+        let a = SecretHasher::new(b"a secret of at least thirty-two bytes!!");
+        let b = SecretHasher::new(b"another secret of at least 32 bytes!!!");
+        assert_eq!(a.hash(b"123456"), a.hash(b"123456"));
+        assert_ne!(a.hash(b"123456"), b.hash(b"123456"));
+        assert_ne!(a.hash(b"123456"), crate::sha256_hex(b"123456"));
+        assert_eq!(a.hash(b"x").len(), 64);
+    }
 
     #[test]
     fn sealed_keys_open_only_with_their_secret_and_kid() {

@@ -57,6 +57,7 @@ pub fn build_state(config: WorkerConfig) -> anyhow::Result<WorkerState> {
         mailer,
         name,
         live_workers: AtomicI64::new(0),
+        secrets: gatehouse_shared::keys::SecretHasher::new(config.tokens.jwt_secret.bytes()),
     })))
 }
 

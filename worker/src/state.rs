@@ -21,6 +21,8 @@ pub struct Inner {
     pub name: String,
     /// apalis workers currently running (Start minus Exit events).
     pub live_workers: AtomicI64,
+    /// Keyed hash of stored one-time secrets (codes, link tokens).
+    pub secrets: gatehouse_shared::keys::SecretHasher,
 }
 
 impl std::ops::Deref for WorkerState {

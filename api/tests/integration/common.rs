@@ -359,9 +359,9 @@ impl TestApp {
         let now = chrono::Utc::now();
         let row = EmailVerification {
             user_id,
-            code_hash: code_hash(user_id, code),
+            code_hash: code_hash(&self.state.secrets, user_id, code),
             code_expires_at: now + code_ttl,
-            link_hash: link_hash(token),
+            link_hash: link_hash(&self.state.secrets, token),
             link_expires_at: now + chrono::Duration::hours(24),
             attempts: 0,
             job_id: Uuid::now_v7(),

@@ -3,6 +3,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::keys::SecretHasher;
 use crate::schema::email_verifications as ev;
 
 /// Wrong codes allowed before the code is dead.
@@ -24,14 +25,15 @@ pub struct EmailVerification {
     pub created_at: DateTime<Utc>,
 }
 
-/// Hash of a 6-digit code, salted with the user id so equal codes of
+/// Keyed hash of a 6-digit code, salted with the user id so equal codes of
 /// different users differ.
-pub fn code_hash(user_id: Uuid, code: &str) -> String {
-    crate::sha256_hex(format!("{user_id}:{code}").as_bytes())
+pub fn code_hash(hasher: &SecretHasher, user_id: Uuid, code: &str) -> String {
+    hasher.hash(format!("code:{user_id}:{code}").as_bytes())
 }
 
-pub fn link_hash(token: &str) -> String {
-    crate::sha256_hex(token.as_bytes())
+/// Keyed hash of a link token.
+pub fn link_hash(hasher: &SecretHasher, token: &str) -> String {
+    hasher.hash(format!("link:{token}").as_bytes())
 }
 
 impl EmailVerification {

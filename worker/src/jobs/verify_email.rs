@@ -65,9 +65,9 @@ pub async fn send(job: &SendVerificationEmail, state: &WorkerState) -> anyhow::R
         let link_ttl = ChronoDuration::from_std(state.config.verify_link_ttl)?;
         let row = EmailVerification {
             user_id: user.id,
-            code_hash: verification::code_hash(user.id, &code),
+            code_hash: verification::code_hash(&state.secrets, user.id, &code),
             code_expires_at: now + code_ttl,
-            link_hash: verification::link_hash(&token),
+            link_hash: verification::link_hash(&state.secrets, &token),
             link_expires_at: now + link_ttl,
             attempts: 0,
             job_id: job.outbox_id,

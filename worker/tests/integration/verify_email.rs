@@ -38,8 +38,8 @@ async fn sends_one_email_whose_code_and_link_match_the_stored_hashes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.code_hash, code_hash(user, &code));
-    assert_eq!(row.link_hash, link_hash(&token));
+    assert_eq!(row.code_hash, code_hash(&ctx.state.secrets, user, &code));
+    assert_eq!(row.link_hash, link_hash(&ctx.state.secrets, &token));
     assert!(row.sent_at.is_some());
     let code_ttl = row.code_expires_at - Utc::now();
     assert!(code_ttl > chrono::Duration::minutes(14) && code_ttl <= chrono::Duration::minutes(15));
@@ -86,15 +86,18 @@ async fn redelivery_is_idempotent_and_a_resend_replaces_the_code() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.code_hash, code_hash(user, &new));
+    assert_eq!(row.code_hash, code_hash(&ctx.state.secrets, user, &new));
     if old != new {
         assert_ne!(
             row.code_hash,
-            code_hash(user, &old),
+            code_hash(&ctx.state.secrets, user, &old),
             "the old code is replaced"
         );
     }
-    assert_eq!(row.link_hash, link_hash(&mails[1].link_token().unwrap()));
+    assert_eq!(
+        row.link_hash,
+        link_hash(&ctx.state.secrets, &mails[1].link_token().unwrap())
+    );
     // The older job arriving late does not overwrite the newer code.
     let mut late = first.clone();
     late.outbox_id = uuid::Uuid::now_v7();
