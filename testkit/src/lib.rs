@@ -217,6 +217,25 @@ impl PrivateRedis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Freeze the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn stall(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaw a stalled server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
 }
 
 impl Drop for PrivateRedis {

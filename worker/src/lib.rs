@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod mailer;
+pub mod meters;
 pub mod monitor;
 pub mod relay;
 pub mod state;
@@ -86,7 +87,7 @@ pub async fn serve(
         gatehouse_shared::models::SigningKey::ensure(&mut conn, &sealer).await?;
     }
     let _ = metrics_handle();
-    gatehouse_shared::rotation::init_metrics();
+    meters::init();
     gatehouse_shared::rotation::observe_key_age(&state.db).await;
 
     // One signal for everything: the HTTP port, the relay, the consumers

@@ -40,7 +40,7 @@ pub fn schedule_slot(name: &str) -> String {
 
 /// A claim outlives the attempt that holds it by this much; after that it
 /// is stale (its holder died) and the next delivery may take the job.
-const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// Lease of jobs without a time limit (the on-demand purge).
 const UNLIMITED_JOB_LEASE: Duration = Duration::from_secs(3600);
 /// A consumer that ran this long before failing starts again from the
@@ -290,13 +290,17 @@ pub async fn run(state: &WorkerState, shutdown: watch::Receiver<bool>) -> anyhow
     .make_backoff();
     let mut tasks = JoinSet::new();
     // Scheduled jobs first: they must not wait for Redis. One line each.
-    state.workers.expect(&schedule_slot(jobs::purge::ScheduledPurge::NAME));
+    state
+        .workers
+        .expect(&schedule_slot(jobs::purge::ScheduledPurge::NAME));
     tasks.spawn(schedule::<jobs::purge::ScheduledPurge>(
         state.clone(),
         purge,
         shutdown.clone(),
     ));
-    state.workers.expect(&schedule_slot(jobs::rotate_keys::RotateKeys::NAME));
+    state
+        .workers
+        .expect(&schedule_slot(jobs::rotate_keys::RotateKeys::NAME));
     tasks.spawn(schedule::<jobs::rotate_keys::RotateKeys>(
         state.clone(),
         rotation,

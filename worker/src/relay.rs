@@ -80,8 +80,7 @@ pub async fn recover(
     let mut recovered = 0;
     loop {
         let mut conn = state.db.get().await?;
-        let lost =
-            OutboxEntry::take_unclaimed_enqueued_before(
+        let lost = OutboxEntry::take_unclaimed_enqueued_before(
             &mut conn,
             queues,
             before,
@@ -97,7 +96,10 @@ pub async fn recover(
     }
     if recovered > 0 {
         metrics::counter!("gatehouse_outbox_recovered_total").increment(recovered as u64);
-        tracing::warn!(recovered, "pushed again jobs that Redis lost before any worker took them");
+        tracing::warn!(
+            recovered,
+            "pushed again jobs that Redis lost before any worker took them"
+        );
     }
     Ok(recovered)
 }
@@ -115,7 +117,10 @@ impl Epoch {
     /// Look at the marker; returns the time before which pushed jobs may
     /// have been lost, if Redis lost data since the last look (or holds no
     /// marker at this process's first look).
-    pub async fn check(&mut self, state: &WorkerState) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
+    pub async fn check(
+        &mut self,
+        state: &WorkerState,
+    ) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
         let key = format!("{}:outbox-epoch", state.queues.settings().namespace);
         let mut conn = state.queues.redis().get().await?;
         let mine = format!("{}:{}", Utc::now().timestamp_millis(), uuid::Uuid::now_v7());
@@ -129,7 +134,11 @@ impl Epoch {
         let current: String = if created {
             mine
         } else {
-            redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut conn).await?.unwrap_or_default()
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut conn)
+                .await?
+                .unwrap_or_default()
         };
         let lost = created || self.known.as_ref().is_some_and(|k| *k != current);
         self.known = Some(current.clone());

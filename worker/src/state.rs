@@ -43,7 +43,9 @@ pub struct Workers(Mutex<BTreeMap<String, bool>>);
 impl Workers {
     fn map(&self) -> MutexGuard<'_, BTreeMap<String, bool>> {
         // A panic elsewhere cannot leave a map of bools inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Register a slot that must run (down until it starts).

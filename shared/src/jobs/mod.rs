@@ -81,14 +81,20 @@ pub enum BadPayload {
     #[error("payload version {found} is not one this worker knows (1..={known})")]
     UnknownVersion { found: u16, known: u16 },
     #[error("{field} is {ahead_secs} s in the future")]
-    FromTheFuture { field: &'static str, ahead_secs: i64 },
+    FromTheFuture {
+        field: &'static str,
+        ahead_secs: i64,
+    },
 }
 
 /// Refuse a payload this worker cannot trust: a version newer than it
 /// knows (or 0), or a timestamp (`requested_at`, or the time inside the
 /// UUIDv7 outbox id) ahead of `now` by more than [`MAX_CLOCK_SKEW`]. A
 /// future `requested_at` would otherwise supersede every real request.
-pub fn check_payload<J: Job>(job: &J, now: chrono::DateTime<chrono::Utc>) -> Result<(), BadPayload> {
+pub fn check_payload<J: Job>(
+    job: &J,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), BadPayload> {
     let v = job.version();
     if v == 0 || v > J::VERSION {
         return Err(BadPayload::UnknownVersion {
@@ -208,7 +214,10 @@ mod tests {
         job.requested_at = now + chrono::Duration::hours(1);
         assert!(matches!(
             check_payload(&job, now),
-            Err(BadPayload::FromTheFuture { field: "requested_at", .. })
+            Err(BadPayload::FromTheFuture {
+                field: "requested_at",
+                ..
+            })
         ));
         // A little skew is fine.
         job.requested_at = now + chrono::Duration::seconds(5);
@@ -218,7 +227,10 @@ mod tests {
         purge.outbox_id = Uuid::new_v7(ts);
         assert!(matches!(
             check_payload(&purge, now),
-            Err(BadPayload::FromTheFuture { field: "outbox_id", .. })
+            Err(BadPayload::FromTheFuture {
+                field: "outbox_id",
+                ..
+            })
         ));
     }
 

@@ -2,10 +2,10 @@
 //! hashes, send one email.
 
 use chrono::{Duration as ChronoDuration, Utc};
+use diesel_async::AsyncConnection;
 use gatehouse_shared::jobs::SendVerificationEmail;
 use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{OutboxEntry, User};
-use diesel_async::AsyncConnection;
 use rand::Rng;
 
 use super::Handler;

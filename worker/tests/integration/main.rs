@@ -7,5 +7,7 @@ mod common;
 
 mod delivery;
 mod e2e;
+mod outages;
 mod purge;
+mod review;
 mod verify_email;
