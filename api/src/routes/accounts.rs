@@ -131,8 +131,9 @@ pub struct VerifyCode {
 ///
 /// Send either the `token` of the emailed link, or the `email` and the
 /// 6-digit `code`. A wrong or expired code gets `invalid_code`; after five
-/// wrong codes the code is dead and a new one must be requested. Verifying
-/// an already verified account succeeds again.
+/// wrong codes the code is dead and a new one must be requested. A wrong
+/// code gets the same answer for unknown, unverified and verified
+/// accounts; the right code of an already verified account succeeds again.
 #[utoipa::path(
     post, path = "/auth/verify", tag = "auth",
     request_body = VerifyRequest,

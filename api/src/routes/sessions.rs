@@ -239,6 +239,10 @@ async fn token(
                     "refresh_token is required",
                 );
             };
+            // The same budget as `/auth/refresh` (issue 11, item 10).
+            if let Err(e) = state.limits.hit_ip(Class::RefreshIp, ip.0).await {
+                return e.into_response();
+            }
             match sessions::refresh(&state, &token, ip.text()).await {
                 Ok(pair) => Ok(pair),
                 Err(sessions::RefreshError::Other(e)) => Err(e),

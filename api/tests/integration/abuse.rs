@@ -169,3 +169,81 @@ async fn verify_attempts_are_limited_per_account() {
     )
     .await;
 }
+
+/// `POST /auth/token` as a form.
+async fn token_form(app: &TestApp, body: String) -> reqwest::Response {
+    app.client
+        .post(app.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 11, item 10: `/auth/token` with `grant_type=refresh_token` had no
+/// rate limit. It now draws on the same per-IP budget as `/auth/refresh`,
+/// and a refused request spends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_10_token_refresh_grant_shares_the_refresh_budget() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use gatehouse_shared::schema::sessions;
+
+    let app = TestApp::spawn_with(&[("rate-limit-refresh-ip", "3/1m")]).await;
+    let tokens = app.logged_in("grant@example.com").await;
+    // 1: the grant rotates.
+    let res = token_form(
+        &app,
+        format!("grant_type=refresh_token&refresh_token={}", tokens.refresh),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: serde_json::Value = res.json().await.unwrap();
+    let refresh = v["refresh_token"].as_str().unwrap().to_owned();
+    // 2: a garbage token still counts.
+    let res = token_form(&app, "grant_type=refresh_token&refresh_token=nope".into()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // 3: /auth/refresh shares the budget.
+    let res = app
+        .post("/auth/refresh", json!({"refresh_token": "nope"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let jti_before: uuid::Uuid = {
+        let mut conn = app.db.conn().await;
+        sessions::table
+            .filter(sessions::user_id.eq(tokens.user_id))
+            .select(sessions::refresh_jti)
+            .first(&mut conn)
+            .await
+            .unwrap()
+    };
+    // 4: over budget on the token endpoint, even with a valid token.
+    let res = token_form(
+        &app,
+        format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // And on /auth/refresh.
+    let res = app
+        .post("/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Nothing was rotated by the refused requests.
+    let mut conn = app.db.conn().await;
+    let jti_after: uuid::Uuid = sessions::table
+        .filter(sessions::user_id.eq(tokens.user_id))
+        .select(sessions::refresh_jti)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(jti_before, jti_after);
+}
