@@ -13,7 +13,7 @@ use crate::accounts::{self, Signup};
 use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
 use crate::http::dto::UserOut;
 use crate::http::extract::{ApiJson, ClientIp};
-use crate::http::responses::{BadJson, RateLimited};
+use crate::http::responses::{BadJson, Overloaded, RateLimited};
 use crate::ratelimit::Class;
 use crate::state::AppState;
 
@@ -78,6 +78,7 @@ impl SignupRequest {
             headers(("Location" = String, description = "`/users/{id}` of the new user"))),
         BadJson,
         RateLimited,
+        Overloaded,
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
