@@ -218,22 +218,24 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Freeze the server (SIGSTOP): connections stay open, nothing answers.
-    pub fn stall(&self) {
-        self.signal("STOP");
+    /// Freeze the server (SIGSTOP): connections stay open, nothing answers,
+    /// like a Redis stalled by a long command or a paused VM.
+    pub fn pause(&self) {
+        self.signal("-STOP");
     }
 
-    /// Thaw a stalled server (SIGCONT).
+    /// Let a paused server run again (SIGCONT).
     pub fn resume(&self) {
-        self.signal("CONT");
+        self.signal("-CONT");
     }
 
     fn signal(&self, sig: &str) {
         if let Some(child) = &self.child {
-            let _ = std::process::Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status();
+            let status = std::process::Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {sig} redis-server");
         }
     }
 }

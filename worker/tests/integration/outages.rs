@@ -312,7 +312,7 @@ async fn item_23_sigterm_exits_within_the_shutdown_timeout_whatever_redis_does()
         })
         .await;
         if stalled {
-            redis.stall();
+            redis.pause();
         } else {
             redis.down();
         }
