@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod http;
+pub mod meters;
 pub mod openapi;
 pub mod ratelimit;
 pub mod server;

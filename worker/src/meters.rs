@@ -15,7 +15,7 @@ const PURGE_KINDS: [&str; 3] = ["users", "sessions", "codes"];
 pub fn init() {
     describe_counter!(
         "gatehouse_jobs_done_total",
-        "Job deliveries that finished without error, by queue (duplicates included)."
+        "Jobs that ran to completion without error, by queue (duplicate deliveries are not counted here)."
     );
     describe_counter!(
         "gatehouse_jobs_failed_total",

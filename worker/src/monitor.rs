@@ -119,7 +119,12 @@ async fn handle<J: Handler>(
     if attempt.current() > 1 {
         metrics::counter!("gatehouse_jobs_retried_total", "queue" => J::QUEUE).increment(1);
     }
-    run_job(job, &state).await.map(|_| ())
+    let outcome = run_job(job, &state).await?;
+    // Duplicates have their own counter; "done" is work that ran.
+    if outcome == JobOutcome::Ran {
+        metrics::counter!("gatehouse_jobs_done_total", "queue" => J::QUEUE).increment(1);
+    }
+    Ok(())
 }
 
 /// Count job outcomes and track whether this consumer runs.
@@ -135,9 +140,6 @@ fn on_event(
         Event::Exit => {
             state.workers.set(&consumer_slot(queue), false);
             tracing::info!(worker = ctx.name(), "consumer exited");
-        }
-        Event::Success(_) => {
-            metrics::counter!("gatehouse_jobs_done_total", "queue" => queue).increment(1)
         }
         Event::Error(_) => {
             // `run_job` has logged the cause.

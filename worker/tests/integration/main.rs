@@ -8,6 +8,7 @@ mod common;
 mod delivery;
 mod e2e;
 mod outages;
+mod promtool;
 mod purge;
 mod review;
 mod verify_email;
