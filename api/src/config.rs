@@ -220,6 +220,35 @@ pub struct ApiConfig {
     /// Password of the bootstrap admin.
     #[arg(long, env = "BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_admin_password: Option<String>,
+
+    /// Connection limits of the HTTP server (see `crate::server`).
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// How the HTTP server treats connections: timeouts against slow or idle
+/// clients, a cap on open connections, the header size limit, and the
+/// separate metrics address.
+#[derive(Debug, Clone, Args)]
+pub struct ServingArgs {
+    /// A client must send a request's complete headers within this time
+    /// (also the longest wait for the first request of a new connection).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this time.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Largest total size of a request's headers (names + values); larger
+    /// requests get a problem+json 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1024..=262_144))]
+    pub max_header_bytes: u32,
+    /// Serve `/metrics` on this address instead of the API's (keep it off
+    /// the public network). Unset: `/metrics` is on API_ADDR.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ApiConfig {

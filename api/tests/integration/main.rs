@@ -23,3 +23,4 @@ mod auth;
 mod authorization;
 mod errors;
 mod openapi;
+mod serving;
