@@ -294,6 +294,9 @@ async fn item_2_attacker_cannot_lock_the_owner_out() {
     ])
     .await;
     app.verified_user("owner@example.com").await;
+    // The lockout series exists from the first scrape (for alerts).
+    let text = gatehouse_testkit::get_text(&app.client, &app.url("/metrics")).await;
+    assert!(text.contains("gatehouse_login_lockouts_total"), "{text}");
     let owner_home = "198.51.100.10";
     let attacker = "203.0.113.66";
 
