@@ -19,6 +19,7 @@ pub mod routes;
 
 // Building blocks.
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hashing;
