@@ -73,3 +73,12 @@ pub enum RateLimited {
     #[response(status = 429, content_type = "application/problem+json")]
     TooMany(Problem),
 }
+
+/// 408: every route runs under `REQUEST_TIMEOUT`. Listed on operations
+/// that can fail no other way, so clients still learn the error shape.
+#[derive(IntoResponses)]
+pub enum TimedOut {
+    /// `request_timeout`: the answer took longer than `REQUEST_TIMEOUT`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Problem),
+}
