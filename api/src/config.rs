@@ -37,6 +37,8 @@ pub enum Command {
     /// PostgreSQL, Redis and SMTP.
     #[command(subcommand)]
     Config(crate::cli::ConfigCommand),
+    /// Print the OpenAPI document (JSON) and exit; needs no configuration.
+    Openapi,
 }
 
 /// `JWT_SECRET` (shared by both binaries).

@@ -136,6 +136,13 @@ async fn metrics_text() -> axum::response::Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// The OpenAPI document as served at /openapi.json, pretty-printed.
+pub fn openapi_json() -> String {
+    let (_, doc) = api_routes();
+    doc.to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
 /// Swagger UI (vendored, served from /docs) on the document.
 fn swagger_ui(doc: utoipa::openapi::OpenApi) -> SwaggerUi {
     SwaggerUi::new("/docs").url("/openapi.json", doc).config(

@@ -23,6 +23,12 @@ fn main() -> ExitCode {
                 gatehouse_api::cli::run_admin(cli.args),
             );
         }
+        Some("openapi") => {
+            // The document of this build, for linters and client
+            // generators: no configuration, no services.
+            println!("{}", gatehouse_api::openapi_json());
+            return ExitCode::SUCCESS;
+        }
         Some("config") => {
             let cli: ConfigCli = parse_tail();
             return config(cli.command);
@@ -37,6 +43,10 @@ fn main() -> ExitCode {
             gatehouse_api::cli::run_admin(args),
         ),
         Some(Command::Config(cmd)) => config(cmd),
+        Some(Command::Openapi) => {
+            println!("{}", gatehouse_api::openapi_json());
+            ExitCode::SUCCESS
+        }
         None | Some(Command::Serve) => {
             gatehouse_shared::telemetry::init(&cli.config.log);
             gatehouse_shared::process::block_on_main("gatehouse-api", serve(cli))

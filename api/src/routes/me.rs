@@ -42,10 +42,18 @@ async fn get_me(auth: AuthUser) -> Json<UserOut> {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        nullable,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        nullable,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub last_name: Option<Option<String>>,
     /// A new password; requires `current_password`. Ends every other session.
     #[schema(min_length = 8, max_length = 128)]

@@ -56,13 +56,21 @@ async fn item_10_public_operations_carry_no_security() {
         for (method, op) in item.as_object().unwrap() {
             if PUBLIC.contains(&(method.as_str(), path.as_str())) {
                 public += 1;
-                assert!(op.get("security").is_none(), "{method} {path}: {}", op["security"]);
+                assert!(
+                    op.get("security").is_none(),
+                    "{method} {path}: {}",
+                    op["security"]
+                );
             } else {
                 assert_eq!(op["security"], json!([{"oauth2": []}]), "{method} {path}");
             }
         }
     }
-    assert_eq!(public, PUBLIC.len() - 1, "every public operation is documented (not /metrics)");
+    assert_eq!(
+        public,
+        PUBLIC.len() - 1,
+        "every public operation is documented (not /metrics)"
+    );
     // No document-wide default either.
     assert!(doc.get("security").is_none());
     // One scheme, the one Swagger UI's Authorize dialog needs.
@@ -167,7 +175,10 @@ async fn item_9_swagger_ui_has_no_validator_and_persists_authorization() {
     assert!(js.contains(r#""validatorUrl": "none""#), "{js}");
     assert!(js.contains(r#""persistAuthorization": true"#), "{js}");
     assert!(!js.contains("validator.swagger.io"), "{js}");
-    assert!(!js.contains("tagsSorter") && !js.contains("operationsSorter"), "{js}");
+    assert!(
+        !js.contains("tagsSorter") && !js.contains("operationsSorter"),
+        "{js}"
+    );
     // Vendored: nothing is fetched from a CDN.
     let page = app.client.get(app.url("/docs/")).send().await.unwrap();
     let html = page.text().await.unwrap();
