@@ -191,7 +191,7 @@ async fn create(conn: &mut AsyncPgConnection, email: &str) -> anyhow::Result<()>
         .map_err(|e| anyhow::anyhow!("password: {}", e.message()))?;
     // One hashing thread at the process's own priority: a console
     // command hashes once.
-    let hasher = crate::hashing::PasswordHasher::new(1, 0)?;
+    let hasher = crate::hashing::PasswordHasher::new(1, 0, 1)?;
     let hash = hasher.hash(&password).await?;
     let created = crate::accounts::create_admin_from_cli(conn, email.clone(), hash)
         .await
