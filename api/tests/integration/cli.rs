@@ -189,15 +189,23 @@ async fn item_6_users_list_show_verify() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn item_6_admin_promote_is_audited_as_cli() {
-    let db = TestDb::new().await;
-    let app_less = TestApp::spawn().await;
-    drop(app_less);
-    let envs = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("GATEHOUSE_ADMIN_PASSWORD", "a long admin passphrase"),
-    ];
-    assert_success(&run(&["admin", "create", "--email", "a@example.com"], &envs).await);
-    let out = admin(&db, &["promote", "--email", "nobody@example.com"]).await;
+    let app = TestApp::spawn().await;
+    let ada = app.insert_user("ada@example.com", Role::User, true).await;
+    let out = admin(&app.db, &["promote", "--email", "ada@example.com"]).await;
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "promoted ada@example.com to admin\n");
+    let mut conn = app.db.conn().await;
+    assert_eq!(
+        User::find(&mut conn, ada).await.unwrap().unwrap().role(),
+        Role::Admin
+    );
+    let updated = events(&app.db, gatehouse_shared::models::AuditAction::UserUpdated).await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].subject_id, Some(ada));
+    assert_eq!(updated[0].actor_id, None);
+    assert_eq!(updated[0].details["actor"], "cli");
+    assert_eq!(updated[0].details["fields"], json!(["role"]));
+    let out = admin(&app.db, &["promote", "--email", "nobody@example.com"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no account with email nobody@example.com"));
 }
