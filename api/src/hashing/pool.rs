@@ -161,19 +161,20 @@ impl Pool {
         if self.answers.started.load(Ordering::Acquire) {
             return Ok(());
         }
-        let inbox = self
-            .answers
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some((inbox, listener)) = inbox else {
+        let mut inbox = self.answers.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, listener)) = inbox.as_ref() else {
             return Ok(()); // another caller started it meanwhile
         };
-        let bell = tokio::net::UnixStream::from_std(listener)
+        // Registered before anything is taken: on failure (no I/O driver)
+        // the next call tries again instead of waiting for ever.
+        let bell = listener
+            .try_clone()
+            .and_then(tokio::net::UnixStream::from_std)
             .map_err(|e| anyhow::anyhow!("cannot watch the hashing pool's socket: {e}"))?;
-        tokio::spawn(dispatch(bell, inbox));
-        self.answers.started.store(true, Ordering::Release);
+        if let Some((receiver, _)) = inbox.take() {
+            tokio::spawn(dispatch(bell, receiver));
+            self.answers.started.store(true, Ordering::Release);
+        }
         Ok(())
     }
 
