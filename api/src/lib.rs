@@ -11,6 +11,7 @@ pub mod audit;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod sessions;
 pub mod users;
 
@@ -156,6 +157,8 @@ pub fn router(state: AppState) -> Router {
     let _ = state::metrics_handle();
 
     api.route("/metrics", get(metrics_text))
+        // HTML pages for emailed links: outside the OpenAPI document.
+        .merge(routes::pages::router())
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
@@ -183,7 +186,10 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: the pages' query strings hold tokens.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
