@@ -23,8 +23,7 @@ use crate::state::AppState;
 
 /// Nothing but Gatehouse's own stylesheet may load, forms post only here,
 /// and no site may frame the page.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where the stylesheet is served.
 pub const STYLESHEET_PATH: &str = "/assets/gatehouse.css";
@@ -45,9 +44,18 @@ const MAX_TOKEN_CHARS: usize = 200;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/pages/base.html")),
-    ("confirm.html", include_str!("../templates/pages/confirm.html")),
-    ("password.html", include_str!("../templates/pages/password.html")),
-    ("result.html", include_str!("../templates/pages/result.html")),
+    (
+        "confirm.html",
+        include_str!("../templates/pages/confirm.html"),
+    ),
+    (
+        "password.html",
+        include_str!("../templates/pages/password.html"),
+    ),
+    (
+        "result.html",
+        include_str!("../templates/pages/result.html"),
+    ),
 ];
 
 /// The templates, parsed once. A template that fails to parse is left out
@@ -111,10 +119,7 @@ impl IntoResponse for Page {
             Err(e) => {
                 // Display only: the debug form would print the variables.
                 tracing::error!(error = %e, template = self.template, "page failed to render");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    FALLBACK_HTML.to_owned(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, FALLBACK_HTML.to_owned())
             }
         };
         let mut res = (status, body).into_response();
@@ -305,6 +310,9 @@ mod tests {
         assert_eq!(token_in(None), None);
         let long = format!("token={}", "a".repeat(MAX_TOKEN_CHARS + 1));
         assert_eq!(token_in(Some(long.as_bytes())), None);
-        assert_eq!(token_in(Some(b"token=%FF%FE")), Some("\u{fffd}\u{fffd}".into()));
+        assert_eq!(
+            token_in(Some(b"token=%FF%FE")),
+            Some("\u{fffd}\u{fffd}".into())
+        );
     }
 }

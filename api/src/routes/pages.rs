@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::pages::{self, Page, STYLESHEET, STYLESHEET_ETAG, STYLESHEET_PATH, VERIFY};
 use crate::http::extract::ClientIp;
+use crate::pages::{self, Page, STYLESHEET, STYLESHEET_ETAG, STYLESHEET_PATH, VERIFY};
 use crate::ratelimit::Class;
 use crate::state::AppState;
 

@@ -12,6 +12,7 @@ mod health;
 mod jobs;
 mod keys;
 mod me;
+mod pages;
 mod revocations;
 mod sessions;
 mod users;
