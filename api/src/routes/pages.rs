@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::http::extract::ClientIp;
+use crate::http::middleware;
 use crate::pages::{self, Page, STYLESHEET, STYLESHEET_ETAG, STYLESHEET_PATH, VERIFY};
 use crate::ratelimit::Class;
 use crate::state::AppState;
@@ -42,24 +43,14 @@ async fn verify(State(state): State<AppState>, ip: ClientIp, body: Bytes) -> Pag
 
 /// `GET /assets/gatehouse.css`: cacheable, revalidated by `ETag`.
 async fn stylesheet(headers: HeaderMap) -> Response {
-    let etag = STYLESHEET_ETAG.as_str();
-    let cached = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == etag || t == "*")
-        });
+    let etag = HeaderValue::from_str(&STYLESHEET_ETAG).unwrap_or(HeaderValue::from_static("\"0\""));
+    let cached = middleware::if_none_match(&headers, &etag);
     let common = [
         (
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=3600"),
         ),
-        (
-            header::ETAG,
-            HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"0\"")),
-        ),
+        (header::ETAG, etag),
     ];
     if cached {
         return (StatusCode::NOT_MODIFIED, common).into_response();

@@ -24,3 +24,4 @@ mod auth;
 mod authorization;
 mod errors;
 mod openapi;
+mod serving;
