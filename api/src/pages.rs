@@ -196,7 +196,8 @@ impl LinkPage {
             context! {
                 title => self.form_title,
                 message => self.form_message,
-                action => self.path,
+                // Our own constant path: unescaped (the escaper writes `/` as `&#x2f;`).
+                action => Value::from_safe_string(self.path.to_owned()),
                 button => self.button,
                 token,
             },
