@@ -76,6 +76,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     // Recorder first: the key ring sets its gauge on load.
     let _ = state::metrics_handle();
     gatehouse_shared::rotation::init_metrics();
+    ratelimit::init_metrics();
     let ring = KeyRing::load(
         &db,
         config.jwt_algorithm,

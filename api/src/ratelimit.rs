@@ -333,6 +333,22 @@ static LOGIN_CHECK: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(LOGIN_CHECK_SCRIPT));
 static FAIL: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FAIL_SCRIPT));
 
+/// Show the limiter's series from the first scrape (at 0), so alerts on
+/// them work before anything happened. `increment(0)`, not `absolute(0)`:
+/// several states in one process (tests) must not reset each other.
+pub fn init_metrics() {
+    for name in [
+        "gatehouse_login_lockouts_total",
+        "gatehouse_login_delayed_total",
+        "gatehouse_rate_limit_errors_total",
+        "gatehouse_rate_limit_fallback_total",
+        "gatehouse_password_hash_rejected_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!("gatehouse_rate_limit_breaker_open").increment(0.0);
+}
+
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }

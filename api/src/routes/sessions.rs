@@ -83,7 +83,10 @@ fn client_info(client: &Client, headers: &HeaderMap) -> ClientInfo {
 /// Returns an access token, a refresh token (also set as an `HttpOnly`
 /// cookie scoped to `/auth`) and the user id. Unknown emails and wrong
 /// passwords get the same answer in the same time. An unverified account
-/// gets `email_not_verified`, only after a correct password.
+/// gets `email_not_verified`, only after a correct password. Failures
+/// delay further tries of this account from this client (429 with
+/// `Retry-After`); a successful login also sets the `gatehouse_device`
+/// cookie, which keeps this browser out of other clients' delays.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
