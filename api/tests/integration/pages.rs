@@ -262,6 +262,73 @@ async fn item_8_verify_page_is_rate_limited_per_ip_with_a_page() {
     .await;
 }
 
+/// `/reset-password`, `/email/confirm`, `/email/revert`: the GET shows the
+/// form (a labelled password field, or a button) that posts the token back,
+/// and a missing token is the failure page at once. Their POSTs call the
+/// lifecycle use cases, still a placeholder here (`pages::lifecycle`): an
+/// HTML "not available" page, never a JSON or bare error.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_8_reset_and_email_pages_show_forms_that_post_the_token() {
+    let app = TestApp::spawn().await;
+    let html = page(
+        app.get(&format!("/reset-password?token={TOKEN}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        html.contains(r#"<form method="post" action="/reset-password">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<label for="password">New password</label>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"autocomplete="new-password""#), "{html}");
+    assert!(
+        html.contains(&format!(r#"name="token" value="{TOKEN}""#)),
+        "{html}"
+    );
+    for (path, button) in [
+        ("/email/confirm", "Confirm my new email"),
+        ("/email/revert", "Restore my email address"),
+    ] {
+        let html = page(
+            app.get(&format!("{path}?token={TOKEN}")).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert!(
+            html.contains(&format!(r#"<form method="post" action="{path}">"#)),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(r#"id="submit">{button}</button>"#)),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(r#"name="token" value="{TOKEN}""#)),
+            "{html}"
+        );
+    }
+    for path in ["/reset-password", "/email/confirm", "/email/revert"] {
+        let html = page(app.get(path).await, StatusCode::BAD_REQUEST).await;
+        assert!(
+            html.contains("This link cannot be used") && !html.contains("<form"),
+            "{html}"
+        );
+        let html = page(post_form(&app, path, &[]).await, StatusCode::BAD_REQUEST).await;
+        assert!(html.contains("This link cannot be used"), "{html}");
+        let res = post_form(
+            &app,
+            path,
+            &[("token", TOKEN), ("password", "a new passphrase 42")],
+        )
+        .await;
+        let html = page(res, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(html.contains("Something went wrong"), "{html}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn item_8_stylesheet_is_served_with_etag_and_cache_control() {
     let app = TestApp::spawn().await;
