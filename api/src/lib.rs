@@ -11,6 +11,7 @@ pub mod audit;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod sessions;
 pub mod users;
 
@@ -204,7 +205,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         api
     };
-    api.fallback(middleware::not_found)
+    // HTML pages for emailed links: outside the OpenAPI document.
+    api.merge(routes::pages::router())
+        .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .merge(swagger_ui(doc))
@@ -238,7 +241,10 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: the pages' query strings hold tokens.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 

@@ -9,6 +9,10 @@ use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// `JWT_SECRET` of every test app (a worker binary started by a test needs
+/// the same one: the stored link hashes are keyed with it).
+pub const JWT_SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
+
 pub struct TestApp {
     pub base: String,
     pub client: Client,
@@ -34,10 +38,7 @@ impl TestApp {
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let namespace = Namespace::new();
-        let defaults = [
-            ("jwt-secret", "test-secret-0123456789-0123456789-abcdef"),
-            ("cookie-secure", "false"),
-        ];
+        let defaults = [("jwt-secret", JWT_SECRET), ("cookie-secure", "false")];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();
