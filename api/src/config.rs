@@ -198,6 +198,9 @@ pub struct ApiConfig {
     /// Connection limits of the HTTP server (see `crate::server`).
     #[command(flatten)]
     pub serving: ServingArgs,
+    /// `STARTUP_TIMEOUT`.
+    #[command(flatten)]
+    pub startup: gatehouse_shared::config::StartupArgs,
 }
 
 /// How the HTTP server treats connections: timeouts against slow or idle
@@ -251,6 +254,14 @@ impl ApiConfig {
                 );
             }
             _ => {}
+        }
+        self.tokens.check_secret()?;
+        if let Some(password) = self.bootstrap_admin_password.as_deref() {
+            gatehouse_shared::config::check_not_known_secret(
+                "BOOTSTRAP_ADMIN_PASSWORD",
+                password.as_bytes(),
+                self.tokens.dev_allow_known_secrets,
+            )?;
         }
         if self.refresh_token_ttl <= self.tokens.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());

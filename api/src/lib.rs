@@ -206,7 +206,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        // A span per request (debug) with the request id, without the URI:
+        // a query can hold an email.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::debug_span!("request", method = %req.method(), request_id = %id)
+            }),
+        )
+        .layer(axum::middleware::from_fn(middleware::log_requests))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 

@@ -37,6 +37,8 @@ impl TestApp {
         let defaults = [
             ("jwt-secret", "test-secret-0123456789-0123456789-abcdef"),
             ("cookie-secure", "false"),
+            // The fixture secret is published (deploy/known-secrets.txt).
+            ("dev-allow-known-secrets", "true"),
         ];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);

@@ -24,3 +24,4 @@ mod authorization;
 mod errors;
 mod openapi;
 mod serving;
+mod startup;

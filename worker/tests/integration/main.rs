@@ -8,4 +8,5 @@ mod common;
 mod delivery;
 mod e2e;
 mod purge;
+mod startup;
 mod verify_email;
