@@ -61,18 +61,21 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let trusted_proxies = config.validate().map_err(anyhow::Error::msg)?;
     let db = gatehouse_shared::db::build_pool(&config.db)?;
     let redis = Redis::new(&config.redis)?;
+    let secret = config.tokens.jwt_secret.bytes();
+    let secrets = gatehouse_shared::keys::SecretHasher::new(secret);
     let limits = ratelimit::Limiter::new(
         redis.clone(),
         &config.redis.redis_namespace,
         config.rate_limits,
         config.rate_rules(),
+        config.rate_resilience(),
+        secrets.clone(),
     );
     let queues = Queues::new(redis, QueueSettings::new(&config.redis.redis_namespace));
     // Recorder first: the key ring sets its gauge on load.
     let _ = state::metrics_handle();
     gatehouse_shared::rotation::init_metrics();
-    let secret = config.tokens.jwt_secret.bytes();
-    let secrets = gatehouse_shared::keys::SecretHasher::new(secret);
+    ratelimit::init_metrics();
     let ring = KeyRing::load(
         &db,
         config.jwt_algorithm,
@@ -95,7 +98,13 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
             .map(usize::from)
             .unwrap_or(2)
     });
-    let hasher = PasswordHasher::new(concurrency, config.password_hash_nice)?;
+    // 64 per thread: with about 15 ms per hash (release build, BENCHMARKS.md)
+    // a full queue is about 1 s of waiting, far below REQUEST_TIMEOUT, and
+    // well above the 16 logins in flight of the login flood benchmark.
+    let max_queued = config.password_hash_queue.map_or(64 * concurrency, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let hasher = PasswordHasher::new(concurrency, config.password_hash_nice, max_queued)?;
     let allowed_origins = config.allowed_origins();
     let audit = audit::AuditWriter::start(db.clone());
     // A quarter of the pool for session checks (at least one; `start` clamps).

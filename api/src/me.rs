@@ -5,7 +5,8 @@ use gatehouse_shared::domain::{Password, PersonName};
 use gatehouse_shared::models::{Session, User, UserChanges};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 pub struct ProfileChanges {
@@ -21,6 +22,7 @@ pub async fn update_profile(
     user: &User,
     session_id: Uuid,
     changes: ProfileChanges,
+    client: &Client,
 ) -> ApiResult<User> {
     let mut update = UserChanges {
         first_name: changes.first_name.map(|n| n.map(PersonName::into_inner)),
@@ -29,15 +31,8 @@ pub async fn update_profile(
     };
     let changing_password = changes.new_password.is_some();
     if let Some((new_password, current)) = changes.new_password {
-        let current = Password::candidate(current).ok_or_else(wrong_current_password)?;
-        let verified = state
-            .hasher
-            .verify(&current, &user.password_hash)
-            .await
-            .map_err(ApiError::internal)?;
-        if !verified.ok {
-            return Err(wrong_current_password());
-        }
+        // Counts against the login budget and soft-lock (issue 11, item 6).
+        crate::sessions::check_current_password(state, user, current, client).await?;
         update.password_hash = Some(
             state
                 .hasher
@@ -59,12 +54,4 @@ pub async fn update_profile(
         Ok(updated)
     })
     .await
-}
-
-fn wrong_current_password() -> ApiError {
-    ApiError::validation(vec![FieldError::new(
-        "current_password",
-        "invalid_password",
-        "current_password is incorrect",
-    )])
 }

@@ -12,8 +12,9 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, FieldError, FieldErrors};
 use crate::http::dto::{UserOut, double_option, name_patch};
 use crate::http::extract::ApiJson;
-use crate::http::responses::{BadJson, Unauthenticated};
+use crate::http::responses::{BadJson, Overloaded, RateLimited, Unauthenticated};
 use crate::me::{self, ProfileChanges};
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -93,7 +94,9 @@ impl UpdateMeRequest {
 /// Update the current user.
 ///
 /// Changes first and last name. To change the password send `password`
-/// and `current_password`; every other session is then revoked. Role,
+/// and `current_password`; every other session is then revoked. Wrong
+/// `current_password` values count against the login budget and soft-lock
+/// of the account and client (429 with `Retry-After` when over). Role,
 /// verification state and email cannot be changed here.
 #[utoipa::path(
     patch, path = "/me", tag = "me",
@@ -102,17 +105,20 @@ impl UpdateMeRequest {
         (status = 200, description = "The updated user.", body = UserOut),
         Unauthenticated,
         BadJson,
+        RateLimited,
+        Overloaded,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
 async fn update_me(
     State(state): State<AppState>,
     auth: AuthUser,
+    client: Client,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> ApiResult<Json<UserOut>> {
     let email = gatehouse_shared::domain::Email::parse(&auth.user.email)
         .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
     let changes = body.parse(&email)?;
-    let user = me::update_profile(&state, &auth.user, auth.session_id, changes).await?;
+    let user = me::update_profile(&state, &auth.user, auth.session_id, changes, &client).await?;
     Ok(Json(user.into()))
 }
