@@ -227,6 +227,10 @@ pub struct ApiConfig {
     /// `STARTUP_TIMEOUT`.
     #[command(flatten)]
     pub startup: gatehouse_shared::config::StartupArgs,
+    /// How long browsers may cache a CORS preflight (`Access-Control-Max-Age`;
+    /// browsers cap it, Chromium at 2 h).
+    #[arg(long, env = "CORS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub cors_max_age: Duration,
 }
 
 /// How the HTTP server treats connections: timeouts against slow or idle
@@ -282,6 +286,7 @@ impl ApiConfig {
             _ => {}
         }
         self.tokens.check_secret()?;
+        self.check_origins()?;
         if let Some(password) = self.bootstrap_admin_password.as_deref() {
             gatehouse_shared::config::check_not_known_secret(
                 "BOOTSTRAP_ADMIN_PASSWORD",
@@ -319,6 +324,29 @@ impl ApiConfig {
             breaker_cooldown: self.rate_limit_breaker_cooldown,
             fallback_keys: self.rate_limit_fallback_keys,
         }
+    }
+
+    /// `CORS_ALLOWED_ORIGINS`: exact `http(s)://host[:port]` origins. `*`
+    /// is refused: the API allows credentials (the refresh cookie), and
+    /// browsers never combine that with a wildcard.
+    fn check_origins(&self) -> Result<(), String> {
+        for origin in self.allowed_origins() {
+            if origin.contains('*') {
+                return Err("CORS_ALLOWED_ORIGINS: `*` is not supported (the API allows credentials, which browsers refuse with a wildcard); list the exact origins, e.g. https://app.example.com,https://admin.example.com".into());
+            }
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            let host = origin.split_once("://").map_or("", |(_, h)| h);
+            if !scheme_ok
+                || host.is_empty()
+                || host.contains('/')
+                || axum::http::HeaderValue::from_str(&origin).is_err()
+            {
+                return Err(format!(
+                    "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {

@@ -168,6 +168,10 @@ pub fn router(state: AppState) -> Router {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // Readable by scripts on an allowed origin: where a signup
+            // landed, the id to quote in a report, when to retry.
+            .expose_headers([header::LOCATION, request_id.clone(), header::RETRY_AFTER])
+            .max_age(state.config.cors_max_age)
             .allow_credentials(true)
     };
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(65_536);

@@ -22,6 +22,7 @@ mod abuse;
 mod auth;
 mod authorization;
 mod errors;
+mod input;
 mod openapi;
 mod serving;
 mod startup;

@@ -362,3 +362,22 @@ async fn firstrun_3_unreachable_redis_is_named_in_one_line() {
     }
     assert!(!line.contains("hunter2-redis-pw") && !stdout.contains("hunter2-redis-pw"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_14_wildcard_cors_origin_is_a_one_line_config_error() {
+    let (db_url, _) = closed_port_url("postgres", "postgres@");
+    for origins in ["*", "https://app.example.com,*", "app.example.com"] {
+        let (code, stdout, stderr) = run_to_exit(&[
+            ("DATABASE_URL", db_url.clone()),
+            ("REDIS_URL", "redis://127.0.0.1:1".into()),
+            ("JWT_SECRET", FRESH_SECRET.into()),
+            ("CORS_ALLOWED_ORIGINS", origins.into()),
+        ])
+        .await;
+        // A config error, not a panic (101) after "listening".
+        assert_eq!(code, 1, "{origins}: {stderr}");
+        let line = one_line(&stderr);
+        assert!(line.contains("CORS_ALLOWED_ORIGINS"), "{line}");
+        assert!(!stderr.contains("panicked") && !stdout.contains("listening"));
+    }
+}
