@@ -103,17 +103,22 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse()?)
-            .subject(email.subject)
+            .subject(email.subject.clone())
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
             }
             Transport::Log => {
-                // Development transport: the contract asks for the email on the console.
-                println!(
-                    "---- email to {} ----\n{text}\n---- end of email ----",
-                    email.to
+                // Development transport: the contract asks for the email on
+                // the console. A tracing event, so JSON logs stay one object
+                // per line.
+                tracing::info!(
+                    target: "gatehouse_worker::mail",
+                    to = %email.to,
+                    subject = %email.subject,
+                    body = %text,
+                    "email (MAIL_TRANSPORT=log)"
                 );
             }
         }

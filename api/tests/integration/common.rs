@@ -38,7 +38,12 @@ impl TestApp {
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let namespace = Namespace::new();
-        let defaults = [("jwt-secret", JWT_SECRET), ("cookie-secure", "false")];
+        let defaults = [
+            ("jwt-secret", JWT_SECRET),
+            ("cookie-secure", "false"),
+            // The fixture secret is published (deploy/known-secrets.txt).
+            ("dev-allow-known-secrets", "true"),
+        ];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();

@@ -24,5 +24,7 @@ mod abuse;
 mod auth;
 mod authorization;
 mod errors;
+mod input;
 mod openapi;
 mod serving;
+mod startup;

@@ -12,4 +12,5 @@ mod outages;
 mod promtool;
 mod purge;
 mod review;
+mod startup;
 mod verify_email;
