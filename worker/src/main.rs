@@ -11,9 +11,11 @@ fn main() -> ExitCode {
     gatehouse_shared::telemetry::init(&config.log);
     gatehouse_shared::process::block_on_main("gatehouse-worker", async {
         config.validate().map_err(anyhow::Error::msg)?;
+        // PostgreSQL only: the scheduled jobs run without Redis (issue 11
+        // item 21), and the consumers wait for Redis on their own.
         gatehouse_shared::startup::wait_for_services(
             &config.db,
-            &config.redis,
+            None,
             config.startup.startup_timeout,
         )
         .await?;
