@@ -11,6 +11,7 @@ pub mod audit;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod sessions;
 pub mod users;
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod http;
+pub mod meters;
 pub mod openapi;
 pub mod ratelimit;
 pub mod server;
@@ -207,7 +209,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         api
     };
-    api.fallback(middleware::not_found)
+    // HTML pages for emailed links: outside the OpenAPI document.
+    api.merge(routes::pages::router())
+        .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .merge(swagger_ui(doc))
@@ -241,8 +245,8 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        // A span per request (debug) with the request id, without the URI:
-        // a query can hold an email.
+        // A span per request (debug) with the request id and the path only:
+        // a query can hold an email, and the pages' queries hold tokens.
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
@@ -250,7 +254,7 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::debug_span!("request", method = %req.method(), request_id = %id)
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
             }),
         )
         .layer(axum::middleware::from_fn(middleware::log_requests))

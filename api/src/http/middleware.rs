@@ -14,18 +14,19 @@ use crate::state::AppState;
 
 /// Turn any error response that is not already JSON (405 from the router,
 /// 408 from the timeout layer, 413 from the body limit) into problem+json.
+/// HTML error pages (the hosted pages' failures) stay as they are.
 pub async fn problem_for_framework_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_json = res
+    let is_json_or_page = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if is_json {
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/html"));
+    if is_json_or_page {
         return res;
     }
     let (code, detail) = match status {
@@ -227,7 +228,7 @@ fn hex_prefix(digest: &[u8]) -> String {
 }
 
 /// `If-None-Match` lists `tag` (weak comparison) or is `*`.
-fn if_none_match(headers: &HeaderMap, tag: &axum::http::HeaderValue) -> bool {
+pub fn if_none_match(headers: &HeaderMap, tag: &axum::http::HeaderValue) -> bool {
     let Ok(tag) = tag.to_str() else {
         return false;
     };

@@ -13,6 +13,7 @@ mod health;
 mod jobs;
 mod keys;
 mod me;
+mod pages;
 mod revocations;
 mod sessions;
 mod users;
