@@ -342,12 +342,14 @@ async fn patch_validation_and_conflicts() {
         assert_eq!(v["errors"][0]["field"], field, "{body}");
         assert_eq!(v["errors"][0]["code"], code, "{body}");
     }
-    // Every invalid field at once.
+    // Every invalid field at once. (A control character is refused before
+    // the fields are validated, by the JSON layer: issue 11 item 9; so the
+    // second invalid field here is a name that is too long.)
     let res = app
         .patch_auth(
             &path,
             &root.access,
-            json!({"email": "x", "last_name": "\u{7}"}),
+            json!({"email": "x", "last_name": "x".repeat(101)}),
         )
         .await;
     let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
