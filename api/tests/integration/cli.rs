@@ -108,7 +108,7 @@ async fn item_6_admin_create_prompts_on_a_terminal_without_echo() {
         .open(name.to_str().unwrap())
         .unwrap();
     // The terminal is stdin and stderr (where the prompts go).
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-api"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-api"))
         .args(["admin", "create", "--email", "tty@example.com"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
