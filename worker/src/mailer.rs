@@ -35,10 +35,12 @@ pub struct Email<'a> {
     pub context: minijinja::Value,
 }
 
-/// The verification email (code and link).
+/// The verification email (code and link). It carries no user-supplied
+/// text (no name): whatever a user types never reaches an email, so a
+/// signup cannot make Gatehouse send someone else a message of its choice
+/// (issue 11 item 13).
 pub struct VerificationEmail<'a> {
     pub to: &'a str,
-    pub name: Option<&'a str>,
     pub code: &'a str,
     pub link: &'a str,
     pub code_minutes: u64,
@@ -52,7 +54,6 @@ impl<'a> From<&VerificationEmail<'a>> for Email<'a> {
             subject: format!("Your Gatehouse verification code: {}", e.code),
             template: "verification",
             context: context! {
-                name => e.name,
                 code => e.code,
                 link => e.link,
                 code_minutes => e.code_minutes,
@@ -102,17 +103,22 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse()?)
-            .subject(email.subject)
+            .subject(email.subject.clone())
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
             }
             Transport::Log => {
-                // Development transport: the contract asks for the email on the console.
-                println!(
-                    "---- email to {} ----\n{text}\n---- end of email ----",
-                    email.to
+                // Development transport: the contract asks for the email on
+                // the console. A tracing event, so JSON logs stay one object
+                // per line.
+                tracing::info!(
+                    target: "gatehouse_worker::mail",
+                    to = %email.to,
+                    subject = %email.subject,
+                    body = %text,
+                    "email (MAIL_TRANSPORT=log)"
                 );
             }
         }

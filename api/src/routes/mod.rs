@@ -9,6 +9,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod revocations;
 pub mod sessions;
 pub mod users;
