@@ -90,7 +90,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let state = gatehouse_api::build_state(cli.config).await?;
     gatehouse_api::accounts::bootstrap_admin(&state).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let docs = format!("{}/docs", state.config.public_url);
+    let docs = format!("{}/docs", state.config.public_url());
     tracing::info!(%addr, %docs, "gatehouse-api listening; API docs at {docs}");
     gatehouse_api::serve(
         state,
