@@ -8,9 +8,11 @@
 // Use cases, one module per resource (the routes of the same name call them).
 pub mod accounts;
 pub mod audit;
+pub mod email;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod password;
 pub mod sessions;
 pub mod users;
 
@@ -118,6 +120,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::accounts::router())
         .merge(routes::sessions::router())
+        .merge(routes::password::router())
+        .merge(routes::email::router())
         .merge(routes::me::router())
         .merge(routes::users::router())
         .merge(routes::jobs::router())

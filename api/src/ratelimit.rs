@@ -56,6 +56,10 @@ pub enum Class {
     VerifyIp,
     ResendAccount,
     RefreshIp,
+    /// `POST /auth/password/forgot` per client IP.
+    ForgotIp,
+    /// `POST /auth/password/forgot` per email (known or not, alike).
+    ForgotAccount,
 }
 
 impl Class {
@@ -68,6 +72,8 @@ impl Class {
             Self::VerifyIp => "verify_ip",
             Self::ResendAccount => "resend_account",
             Self::RefreshIp => "refresh_ip",
+            Self::ForgotIp => "forgot_ip",
+            Self::ForgotAccount => "forgot_account",
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Rules {
     pub verify_ip: Rule,
     pub resend_account: Rule,
     pub refresh_ip: Rule,
+    pub forgot_ip: Rule,
+    pub forgot_account: Rule,
     pub lockout_threshold: u64,
     pub lockout_base: Duration,
     pub lockout_max: Duration,
@@ -96,6 +104,8 @@ impl Rules {
             Class::VerifyIp => self.verify_ip,
             Class::ResendAccount => self.resend_account,
             Class::RefreshIp => self.refresh_ip,
+            Class::ForgotIp => self.forgot_ip,
+            Class::ForgotAccount => self.forgot_account,
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn build_state(config: WorkerConfig) -> anyhow::Result<WorkerState> {
         .worker_name
         .clone()
         .unwrap_or_else(default_worker_name);
+    let secrets = gatehouse_shared::keys::SecretHasher::new(config.tokens.jwt_secret.bytes());
     Ok(WorkerState(Arc::new(Inner {
         config,
         db,
@@ -57,7 +58,7 @@ pub fn build_state(config: WorkerConfig) -> anyhow::Result<WorkerState> {
         mailer,
         name,
         live_workers: AtomicI64::new(0),
-        secrets: gatehouse_shared::keys::SecretHasher::new(config.tokens.jwt_secret.bytes()),
+        secrets,
     })))
 }
 

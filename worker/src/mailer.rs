@@ -10,11 +10,43 @@ use crate::config::{MailTransport, WorkerConfig};
 
 /// Every email template: `(name, text, html)`. Adding an email adds one
 /// line here and the two files.
-const TEMPLATES: &[(&str, &str, &str)] = &[(
-    "verification",
-    include_str!("../templates/verification.txt"),
-    include_str!("../templates/verification.html"),
-)];
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    (
+        "verification",
+        include_str!("../templates/verification.txt"),
+        include_str!("../templates/verification.html"),
+    ),
+    (
+        "password_reset",
+        include_str!("../templates/password_reset.txt"),
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "password_changed",
+        include_str!("../templates/password_changed.txt"),
+        include_str!("../templates/password_changed.html"),
+    ),
+    (
+        "email_change_confirm",
+        include_str!("../templates/email_change_confirm.txt"),
+        include_str!("../templates/email_change_confirm.html"),
+    ),
+    (
+        "email_change_notice",
+        include_str!("../templates/email_change_notice.txt"),
+        include_str!("../templates/email_change_notice.html"),
+    ),
+    (
+        "account_deleted",
+        include_str!("../templates/account_deleted.txt"),
+        include_str!("../templates/account_deleted.html"),
+    ),
+    (
+        "purge_reminder",
+        include_str!("../templates/purge_reminder.txt"),
+        include_str!("../templates/purge_reminder.html"),
+    ),
+];
 
 pub struct Mailer {
     transport: Transport,
@@ -35,10 +67,10 @@ pub struct Email<'a> {
     pub context: minijinja::Value,
 }
 
-/// The verification email (code and link).
+/// The verification email (code and link). No user-supplied text (names)
+/// goes into any email.
 pub struct VerificationEmail<'a> {
     pub to: &'a str,
-    pub name: Option<&'a str>,
     pub code: &'a str,
     pub link: &'a str,
     pub code_minutes: u64,
@@ -52,7 +84,6 @@ impl<'a> From<&VerificationEmail<'a>> for Email<'a> {
             subject: format!("Your Gatehouse verification code: {}", e.code),
             template: "verification",
             context: context! {
-                name => e.name,
                 code => e.code,
                 link => e.link,
                 code_minutes => e.code_minutes,

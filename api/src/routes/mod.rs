@@ -5,10 +5,12 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod email;
 pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod password;
 pub mod revocations;
 pub mod sessions;
 pub mod users;

@@ -28,12 +28,12 @@ pub enum Outcome {
 }
 
 /// A uniform 6-digit code (20 bits of entropy, as ASVS 6.5.x asks).
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
 }
 
 /// A 256-bit URL-safe link token.
-fn new_link_token() -> String {
+pub(crate) fn new_link_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     hex::encode(bytes)
 }
@@ -83,7 +83,6 @@ pub async fn send(job: &SendVerificationEmail, state: &WorkerState) -> anyhow::R
             .mailer
             .send_verification(&VerificationEmail {
                 to: &user.email,
-                name: user.first_name.as_deref(),
                 code: &code,
                 link: &link,
                 code_minutes: state.config.verify_code_ttl.as_secs() / 60,
