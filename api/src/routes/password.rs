@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::extract::{ApiJson, ClientIp};
 use crate::http::responses::{BadJson, RateLimited};
 use crate::password;
@@ -97,6 +97,14 @@ async fn reset_password(
     ip: ClientIp,
     ApiJson(body): ApiJson<ResetPasswordRequest>,
 ) -> ApiResult<Json<ResetPasswordResponse>> {
+    let missing: Vec<FieldError> = [("token", &body.token), ("new_password", &body.new_password)]
+        .into_iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(f, _)| FieldError::new(f, "required", format!("{f} is required")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::validation(missing));
+    }
     password::reset(&state, &body.token, body.new_password, ip.text()).await?;
     Ok(Json(ResetPasswordResponse {
         status: "password_reset",

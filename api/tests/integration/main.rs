@@ -8,10 +8,12 @@ mod common;
 // One module per resource, named as `src/routes/<name>.rs` and `src/<name>.rs`.
 mod accounts;
 mod audit;
+mod email;
 mod health;
 mod jobs;
 mod keys;
 mod me;
+mod password;
 mod revocations;
 mod sessions;
 mod users;

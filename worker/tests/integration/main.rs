@@ -7,5 +7,6 @@ mod common;
 
 mod delivery;
 mod e2e;
+mod lifecycle;
 mod purge;
 mod verify_email;
