@@ -79,7 +79,9 @@ pub async fn request_change(
             AuditEvent::new(AuditAction::EmailChangeRequested)
                 .by_self(me.id)
                 .ip(ip)
-                .details(json!({"change_id": change_id, "old": me.email, "new": new_email.as_str()}))
+                .details(
+                    json!({"change_id": change_id, "old": me.email, "new": new_email.as_str()}),
+                )
                 .insert(conn)
                 .await?;
             Ok(vec![

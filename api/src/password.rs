@@ -126,8 +126,9 @@ pub async fn reset(
         .ok_or_else(ApiError::invalid_link_token)?;
     let email = Email::parse(&user.email)
         .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
-    let password = Password::parse(new_password, Some(&email))
-        .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("new_password", e.into())]))?;
+    let password = Password::parse(new_password, Some(&email)).map_err(|e| {
+        ApiError::validation(vec![FieldError::from_invalid("new_password", e.into())])
+    })?;
     let new_hash = state
         .hasher
         .hash(&password)

@@ -121,8 +121,8 @@ pub async fn update_user(
         // Disabling (or demoting) the last *active* admin would leave
         // nobody able to administer: 409 as well. The admin rows are
         // locked above, so two admins disabling each other serialise.
-        let removes_admin = update.is_active == Some(false)
-            || update.role.is_some_and(|r| r != Role::Admin);
+        let removes_admin =
+            update.is_active == Some(false) || update.role.is_some_and(|r| r != Role::Admin);
         if removes_admin && before.is_admin() && before.is_active {
             let active = User::active_admin_ids(conn).await?;
             if !active.iter().any(|id| *id != before.id) {

@@ -408,7 +408,10 @@ pub struct SessionList {
     pub items: Vec<SessionOut>,
 }
 
-fn session_list(sessions: Vec<gatehouse_shared::models::Session>, current: Option<uuid::Uuid>) -> SessionList {
+fn session_list(
+    sessions: Vec<gatehouse_shared::models::Session>,
+    current: Option<uuid::Uuid>,
+) -> SessionList {
     SessionList {
         items: sessions
             .into_iter()

@@ -420,9 +420,10 @@ impl TestApp {
             .await
             .unwrap();
         let hash = token_hash(&self.state.secrets, token);
-        let set = PasswordReset::set_token(&mut conn, user_id, job, &hash, chrono::Utc::now() + ttl)
-            .await
-            .unwrap();
+        let set =
+            PasswordReset::set_token(&mut conn, user_id, job, &hash, chrono::Utc::now() + ttl)
+                .await
+                .unwrap();
         assert!(set);
     }
 
@@ -484,7 +485,10 @@ impl TestApp {
     }
 
     /// Audit events of `action` (flushed first), newest first.
-    pub async fn audit_of(&self, action: gatehouse_shared::models::AuditAction) -> Vec<gatehouse_shared::models::AuditEvent> {
+    pub async fn audit_of(
+        &self,
+        action: gatehouse_shared::models::AuditAction,
+    ) -> Vec<gatehouse_shared::models::AuditEvent> {
         use gatehouse_shared::models::{AuditEvent, AuditFilter, PageRequest};
         self.flush_audit().await;
         let mut conn = self.db.conn().await;

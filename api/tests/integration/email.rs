@@ -44,14 +44,19 @@ async fn item_2_confirming_by_link_switches_the_address_and_ends_every_session()
     let me: Value = app.get_auth("/me", &t.access).await.json().await.unwrap();
     assert_eq!(me["email"], "old@example.com");
     let res = app
-        .post("/auth/login", json!({"email": "new@example.com", "password": PASSWORD}))
+        .post(
+            "/auth/login",
+            json!({"email": "new@example.com", "password": PASSWORD}),
+        )
         .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
     let token = hex_token(0x21);
     app.issue_email_change(t.user_id, &token, "123456", &hex_token(0x22))
         .await;
-    let res = app.post("/auth/email/confirm", json!({"token": token})).await;
+    let res = app
+        .post("/auth/email/confirm", json!({"token": token}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["email"], "new@example.com");
@@ -62,13 +67,21 @@ async fn item_2_confirming_by_link_switches_the_address_and_ends_every_session()
     assert_refresh_refused(&app, &other.refresh, "invalid_refresh_token").await;
     app.login("new@example.com", PASSWORD).await;
     let res = app
-        .post("/auth/login", json!({"email": "old@example.com", "password": PASSWORD}))
+        .post(
+            "/auth/login",
+            json!({"email": "old@example.com", "password": PASSWORD}),
+        )
         .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     // Used: a second click is invalid.
-    let res = app.post("/auth/email/confirm", json!({"token": token})).await;
+    let res = app
+        .post("/auth/email/confirm", json!({"token": token}))
+        .await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_token").await;
-    for action in [AuditAction::EmailChangeRequested, AuditAction::EmailChangeConfirmed] {
+    for action in [
+        AuditAction::EmailChangeRequested,
+        AuditAction::EmailChangeConfirmed,
+    ] {
         let events = app.audit_of(action).await;
         assert_eq!(events.len(), 1, "{action:?}");
         assert_eq!(events[0].actor_id, Some(t.user_id));
@@ -83,21 +96,33 @@ async fn item_2_confirming_by_code_keeps_the_current_session_only() {
     let here = app.logged_in("code@example.com").await;
     let elsewhere = app.login("code@example.com", PASSWORD).await;
     assert_eq!(
-        request(&app, &here.access, "coded@example.com").await.status(),
+        request(&app, &here.access, "coded@example.com")
+            .await
+            .status(),
         StatusCode::ACCEPTED
     );
     app.issue_email_change(here.user_id, &hex_token(0x31), "654321", &hex_token(0x32))
         .await;
     // A code needs the session.
-    let res = app.post("/auth/email/confirm", json!({"code": "654321"})).await;
+    let res = app
+        .post("/auth/email/confirm", json!({"code": "654321"}))
+        .await;
     problem(res, StatusCode::UNAUTHORIZED, "missing_token").await;
     // Wrong codes count.
     let res = app
-        .post_json_auth("/auth/email/confirm", &here.access, json!({"code": "000000"}))
+        .post_json_auth(
+            "/auth/email/confirm",
+            &here.access,
+            json!({"code": "000000"}),
+        )
         .await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
     let res = app
-        .post_json_auth("/auth/email/confirm", &here.access, json!({"code": "654321"}))
+        .post_json_auth(
+            "/auth/email/confirm",
+            &here.access,
+            json!({"code": "654321"}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
@@ -107,7 +132,12 @@ async fn item_2_confirming_by_code_keeps_the_current_session_only() {
     assert_refresh_refused(&app, &elsewhere.refresh, "invalid_refresh_token").await;
     app.assert_token_refused(&here.access).await;
     let next = app.refreshed(&here).await;
-    let me: Value = app.get_auth("/me", &next.access).await.json().await.unwrap();
+    let me: Value = app
+        .get_auth("/me", &next.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "coded@example.com");
 }
 
@@ -135,7 +165,9 @@ async fn item_2_an_email_change_racing_a_signup_for_the_same_address() {
     let app = TestApp::spawn().await;
     let t = app.logged_in("racer@example.com").await;
     assert_eq!(
-        request(&app, &t.access, "contested@example.com").await.status(),
+        request(&app, &t.access, "contested@example.com")
+            .await
+            .status(),
         StatusCode::ACCEPTED
     );
     app.issue_email_change(t.user_id, &hex_token(0x51), "222222", &hex_token(0x52))
@@ -230,7 +262,9 @@ async fn item_2_revert_restores_the_old_address_and_ends_every_session() {
             .unwrap();
     }
     for token in [hex_token(0x64), hex_token(0x65), "nope".into()] {
-        let res = app.post("/auth/email/revert", json!({"token": token})).await;
+        let res = app
+            .post("/auth/email/revert", json!({"token": token}))
+            .await;
         problem(res, StatusCode::BAD_REQUEST, "invalid_token").await;
     }
 }

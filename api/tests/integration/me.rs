@@ -122,7 +122,11 @@ mod lifecycle {
         let t = app.logged_in("leaving@example.com").await;
         let other = app.login("leaving@example.com", PASSWORD).await;
         let res = app
-            .delete_json("/me", &t.access, json!({"current_password": "not my password"}))
+            .delete_json(
+                "/me",
+                &t.access,
+                json!({"current_password": "not my password"}),
+            )
             .await;
         let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(v["errors"][0]["field"], "current_password");
@@ -159,7 +163,8 @@ mod lifecycle {
             .await;
         problem(res, StatusCode::CONFLICT, "last_admin").await;
         // With a second active admin it works.
-        app.insert_user("spare@example.com", Role::Admin, true).await;
+        app.insert_user("spare@example.com", Role::Admin, true)
+            .await;
         let res = app
             .delete_json("/me", &admin.access, json!({"current_password": PASSWORD}))
             .await;
@@ -195,7 +200,10 @@ mod lifecycle {
         assert!(res.headers().contains_key("retry-after"));
         problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
         let res = app
-            .post("/auth/login", json!({"email": "guarded@example.com", "password": PASSWORD}))
+            .post(
+                "/auth/login",
+                json!({"email": "guarded@example.com", "password": PASSWORD}),
+            )
             .await;
         problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
         let failures = app.audit_of(AuditAction::LoginFailed).await;

@@ -384,10 +384,20 @@ mod item_3 {
             assert!(items[0][key].is_string(), "{key}");
         }
         // The other session sees itself as current.
-        let v: Value = app.get_auth("/me/sessions", &b.access).await.json().await.unwrap();
+        let v: Value = app
+            .get_auth("/me/sessions", &b.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["items"][0]["current"], true);
         // Unauthenticated is 401.
-        let res = app.client.get(app.url("/me/sessions")).send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url("/me/sessions"))
+            .send()
+            .await
+            .unwrap();
         problem(res, StatusCode::UNAUTHORIZED, "missing_token").await;
     }
 
@@ -397,23 +407,39 @@ mod item_3 {
         let mine = app.logged_in("owner@example.com").await;
         let second = app.login("owner@example.com", PASSWORD).await;
         let theirs = app.logged_in("other@example.com").await;
-        let list: Value = app.get_auth("/me/sessions", &theirs.access).await.json().await.unwrap();
+        let list: Value = app
+            .get_auth("/me/sessions", &theirs.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         let their_sid = list["items"][0]["id"].as_str().unwrap().to_owned();
         let res = app
             .delete_auth(&format!("/me/sessions/{their_sid}"), &mine.access)
             .await;
         problem(res, StatusCode::NOT_FOUND, "not_found").await;
         // Their session is untouched.
-        assert_eq!(app.get_auth("/me", &theirs.access).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.get_auth("/me", &theirs.access).await.status(),
+            StatusCode::OK
+        );
         // Unknown id: 404 too; a malformed one 422.
         let res = app
-            .delete_auth(&format!("/me/sessions/{}", uuid::Uuid::now_v7()), &mine.access)
+            .delete_auth(
+                &format!("/me/sessions/{}", uuid::Uuid::now_v7()),
+                &mine.access,
+            )
             .await;
         problem(res, StatusCode::NOT_FOUND, "not_found").await;
         let res = app.delete_auth("/me/sessions/nope", &mine.access).await;
         problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         // My second session: revoked, its tokens refused at once.
-        let list: Value = app.get_auth("/me/sessions", &mine.access).await.json().await.unwrap();
+        let list: Value = app
+            .get_auth("/me/sessions", &mine.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         let second_sid = list["items"]
             .as_array()
             .unwrap()
@@ -429,7 +455,10 @@ mod item_3 {
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         app.assert_token_refused(&second.access).await;
         assert_refresh_refused(&app, &second.refresh, "invalid_refresh_token").await;
-        assert_eq!(app.get_auth("/me", &mine.access).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.get_auth("/me", &mine.access).await.status(),
+            StatusCode::OK
+        );
         let events = app.audit_of(AuditAction::SessionRevoked).await;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].subject_id, Some(mine.user_id));
@@ -446,7 +475,12 @@ mod item_3 {
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         app.assert_token_refused(&a.access).await;
         app.assert_token_refused(&b.access).await;
-        let v: Value = app.get_auth("/me/sessions", &here.access).await.json().await.unwrap();
+        let v: Value = app
+            .get_auth("/me/sessions", &here.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["items"].as_array().unwrap().len(), 1);
         assert_eq!(v["items"][0]["current"], true);
     }
@@ -457,19 +491,49 @@ mod item_3 {
         let admin = app.admin("boss@example.com").await;
         let user = app.logged_in("worker@example.com").await;
         let path = format!("/users/{}/sessions", user.user_id);
-        let v: Value = app.get_auth(&path, &admin.access).await.json().await.unwrap();
+        let v: Value = app
+            .get_auth(&path, &admin.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["items"].as_array().unwrap().len(), 1);
         assert_eq!(v["items"][0]["current"], false);
         // Plain users may not; unknown users are 404.
-        problem(app.get_auth(&path, &user.access).await, StatusCode::FORBIDDEN, "forbidden").await;
-        problem(app.delete_auth(&path, &user.access).await, StatusCode::FORBIDDEN, "forbidden").await;
+        problem(
+            app.get_auth(&path, &user.access).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            app.delete_auth(&path, &user.access).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
         let ghost = format!("/users/{}/sessions", uuid::Uuid::now_v7());
-        problem(app.get_auth(&ghost, &admin.access).await, StatusCode::NOT_FOUND, "not_found").await;
-        problem(app.delete_auth(&ghost, &admin.access).await, StatusCode::NOT_FOUND, "not_found").await;
+        problem(
+            app.get_auth(&ghost, &admin.access).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            app.delete_auth(&ghost, &admin.access).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
         let res = app.delete_auth(&path, &admin.access).await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         app.assert_token_refused(&user.access).await;
-        let v: Value = app.get_auth(&path, &admin.access).await.json().await.unwrap();
+        let v: Value = app
+            .get_auth(&path, &admin.access)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert!(v["items"].as_array().unwrap().is_empty());
         let events = app.audit_of(AuditAction::SessionRevoked).await;
         assert_eq!(events[0].actor_id, Some(admin.user_id));

@@ -935,7 +935,9 @@ async fn item_4_disabling_the_last_active_admin_is_409() {
         .await;
     problem(res, StatusCode::CONFLICT, "last_admin").await;
     // A second admin who is disabled does not count as another admin.
-    let second = app.insert_user("second@example.com", Role::Admin, true).await;
+    let second = app
+        .insert_user("second@example.com", Role::Admin, true)
+        .await;
     let res = app
         .patch_auth(
             &format!("/users/{second}"),

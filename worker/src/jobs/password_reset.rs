@@ -3,8 +3,8 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use gatehouse_shared::jobs::SendPasswordReset;
-use gatehouse_shared::models::password_reset::{self, PasswordReset};
 use gatehouse_shared::models::User;
+use gatehouse_shared::models::password_reset::{self, PasswordReset};
 use minijinja::context;
 
 use super::Handler;

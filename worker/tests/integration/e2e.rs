@@ -142,10 +142,9 @@ async fn item_1_signup_forgot_email_reset_login_through_the_binaries() {
         .find(|m| m.data.contains("/reset-password?token="))
         .expect("the reset email");
     let token = mail.link_token().unwrap();
-    assert!(
-        mail.data
-            .contains(&format!("https://app.example.com/reset-password?token={token}"))
-    );
+    assert!(mail.data.contains(&format!(
+        "https://app.example.com/reset-password?token={token}"
+    )));
     let res = post_json(
         &client,
         &format!("{base}/auth/password/reset"),

@@ -8,15 +8,16 @@ use gatehouse_shared::jobs::{
     self, Job, SendAccountDeleted, SendEmailChangeConfirm, SendEmailChangeNotice,
     SendPasswordChanged, SendPasswordReset, SendPurgeReminder,
 };
+use gatehouse_shared::models::PasswordReset;
 use gatehouse_shared::models::email_change::{self, EmailChange, NewEmailChange};
-use gatehouse_shared::models::password_reset::{self, PasswordReset};
+use gatehouse_shared::models::password_reset::token_hash as reset_token_hash;
 use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{AuditAction, AuditEvent, AuditFilter, OutboxEntry, PageRequest};
 use gatehouse_testkit::ReceivedMail;
 use gatehouse_worker::jobs::verify_email::Outcome;
 use gatehouse_worker::jobs::{
-    account_deleted, email_change_confirm, email_change_notice, password_changed,
-    password_reset, purge, purge_reminder,
+    account_deleted, email_change_confirm, email_change_notice, password_changed, password_reset,
+    purge, purge_reminder,
 };
 use uuid::Uuid;
 
@@ -35,7 +36,10 @@ async fn one_mail(ctx: &Ctx, to: &str) -> ReceivedMail {
     let mail = mails.into_iter().next().unwrap();
     assert_eq!(mail.to, vec![to.to_owned()]);
     assert!(mail.data.contains("text/plain") && mail.data.contains("text/html"));
-    assert!(!mail.data.contains("Test"), "no user-supplied names in emails");
+    assert!(
+        !mail.data.contains("Test"),
+        "no user-supplied names in emails"
+    );
     mail
 }
 
@@ -61,19 +65,21 @@ async fn item_6_reset_email_carries_a_single_use_link_whose_hash_is_stored() {
             .unwrap();
     }
     let job = enqueued(&ctx, job).await;
-    assert_eq!(password_reset::send(&job, &ctx.state).await.unwrap(), Outcome::Sent);
+    assert_eq!(
+        password_reset::send(&job, &ctx.state).await.unwrap(),
+        Outcome::Sent
+    );
     let mail = one_mail(&ctx, "reset@example.com").await;
     let token = mail.link_token().unwrap();
-    assert!(
-        mail.data
-            .contains(&format!("https://app.example.com/reset-password?token={token}"))
-    );
+    assert!(mail.data.contains(&format!(
+        "https://app.example.com/reset-password?token={token}"
+    )));
     assert!(mail.data.contains("30 minutes"));
     let mut conn = ctx.db.conn().await;
     let row = PasswordReset::find(&mut conn, user).await.unwrap().unwrap();
     assert_eq!(
         row.token_hash.as_deref(),
-        Some(password_reset::token_hash(&ctx.state.secrets, &token).as_str())
+        Some(reset_token_hash(&ctx.state.secrets, &token).as_str())
     );
     assert!(row.sent_at.is_some() && completed(&ctx, job.outbox_id).await);
     let ttl = row.expires_at.unwrap() - Utc::now();
@@ -88,7 +94,10 @@ async fn item_6_reset_email_carries_a_single_use_link_whose_hash_is_stored() {
         .await
         .unwrap();
     let stale = enqueued(&ctx, SendPasswordReset::new(user)).await;
-    assert_eq!(password_reset::send(&stale, &ctx.state).await.unwrap(), Outcome::Skipped);
+    assert_eq!(
+        password_reset::send(&stale, &ctx.state).await.unwrap(),
+        Outcome::Skipped
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ctx.mail.to("reset@example.com").await.len(), 1);
 }
@@ -98,9 +107,15 @@ async fn item_6_password_changed_and_account_deleted_notices() {
     let ctx = Ctx::new().await;
     let user = ctx.user("notice@example.com", true, Utc::now()).await;
     let job = enqueued(&ctx, SendPasswordChanged::new(user)).await;
-    assert_eq!(password_changed::send(&job, &ctx.state).await.unwrap(), Outcome::Sent);
+    assert_eq!(
+        password_changed::send(&job, &ctx.state).await.unwrap(),
+        Outcome::Sent
+    );
     let mail = one_mail(&ctx, "notice@example.com").await;
-    assert!(mail.data.contains("password of your Gatehouse account was just changed"));
+    assert!(
+        mail.data
+            .contains("password of your Gatehouse account was just changed")
+    );
     assert!(mail.link_token().is_none(), "a notice carries no token");
     assert_eq!(
         password_changed::send(&job, &ctx.state).await.unwrap(),
@@ -112,7 +127,10 @@ async fn item_6_password_changed_and_account_deleted_notices() {
         SendAccountDeleted::new(Uuid::now_v7(), "gone@example.com".into()),
     )
     .await;
-    assert_eq!(account_deleted::send(&job, &ctx.state).await.unwrap(), Outcome::Sent);
+    assert_eq!(
+        account_deleted::send(&job, &ctx.state).await.unwrap(),
+        Outcome::Sent
+    );
     let mail = one_mail(&ctx, "gone@example.com").await;
     assert!(mail.data.contains("deleted at your request"));
     assert!(completed(&ctx, job.outbox_id).await);
@@ -142,43 +160,56 @@ async fn item_6_email_change_confirm_goes_to_the_new_address_and_the_notice_to_t
     let confirm = enqueued(&ctx, confirm).await;
     let notice = enqueued(&ctx, notice).await;
     assert_eq!(
-        email_change_confirm::send(&confirm, &ctx.state).await.unwrap(),
+        email_change_confirm::send(&confirm, &ctx.state)
+            .await
+            .unwrap(),
         Outcome::Sent
     );
     assert_eq!(
-        email_change_notice::send(&notice, &ctx.state).await.unwrap(),
+        email_change_notice::send(&notice, &ctx.state)
+            .await
+            .unwrap(),
         Outcome::Sent
     );
     let to_new = one_mail(&ctx, "after@example.com").await;
     let token = to_new.link_token().unwrap();
     let code = to_new.code().unwrap();
-    assert!(
-        to_new
-            .data
-            .contains(&format!("https://app.example.com/email/confirm?token={token}"))
-    );
+    assert!(to_new.data.contains(&format!(
+        "https://app.example.com/email/confirm?token={token}"
+    )));
     let to_old = one_mail(&ctx, "before@example.com").await;
     let revert = to_old.link_token().unwrap();
-    assert!(
-        to_old
-            .data
-            .contains(&format!("https://app.example.com/email/revert?token={revert}"))
-    );
+    assert!(to_old.data.contains(&format!(
+        "https://app.example.com/email/revert?token={revert}"
+    )));
     assert!(to_old.data.contains("within 7 days"));
     assert!(!to_old.data.contains(&token) && !to_new.data.contains(&revert));
     let mut conn = ctx.db.conn().await;
-    let row = EmailChange::find(&mut conn, change_id).await.unwrap().unwrap();
+    let row = EmailChange::find(&mut conn, change_id)
+        .await
+        .unwrap()
+        .unwrap();
     let s = &ctx.state.secrets;
     assert_eq!(row.token_hash.unwrap(), email_change::token_hash(s, &token));
-    assert_eq!(row.code_hash.unwrap(), email_change::code_hash(s, change_id, &code));
-    assert_eq!(row.revert_hash.unwrap(), email_change::revert_hash(s, &revert));
+    assert_eq!(
+        row.code_hash.unwrap(),
+        email_change::code_hash(s, change_id, &code)
+    );
+    assert_eq!(
+        row.revert_hash.unwrap(),
+        email_change::revert_hash(s, &revert)
+    );
     // Redeliveries send nothing more.
     assert_eq!(
-        email_change_confirm::send(&confirm, &ctx.state).await.unwrap(),
+        email_change_confirm::send(&confirm, &ctx.state)
+            .await
+            .unwrap(),
         Outcome::AlreadySent
     );
     assert_eq!(
-        email_change_notice::send(&notice, &ctx.state).await.unwrap(),
+        email_change_notice::send(&notice, &ctx.state)
+            .await
+            .unwrap(),
         Outcome::AlreadySent
     );
 }
@@ -188,7 +219,10 @@ async fn item_6_purge_reminder_carries_a_fresh_verification_link() {
     let ctx = Ctx::new().await;
     let user = ctx.user("late@example.com", false, Utc::now()).await;
     let job = enqueued(&ctx, SendPurgeReminder::new(user)).await;
-    assert_eq!(purge_reminder::send(&job, &ctx.state).await.unwrap(), Outcome::Sent);
+    assert_eq!(
+        purge_reminder::send(&job, &ctx.state).await.unwrap(),
+        Outcome::Sent
+    );
     let mail = one_mail(&ctx, "late@example.com").await;
     let token = mail.link_token().unwrap();
     let code = mail.code().unwrap();
@@ -196,11 +230,23 @@ async fn item_6_purge_reminder_carries_a_fresh_verification_link() {
         mail.data
             .contains(&format!("https://app.example.com/verify?token={token}"))
     );
-    assert!(mail.data.contains("within 24 hours or the account and its data are deleted"));
+    assert!(
+        mail.data
+            .contains("within 24 hours or the account and its data are deleted")
+    );
     let mut conn = ctx.db.conn().await;
-    let row = EmailVerification::find(&mut conn, user).await.unwrap().unwrap();
-    assert_eq!(row.link_hash, verification::link_hash(&ctx.state.secrets, &token));
-    assert_eq!(row.code_hash, verification::code_hash(&ctx.state.secrets, user, &code));
+    let row = EmailVerification::find(&mut conn, user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.link_hash,
+        verification::link_hash(&ctx.state.secrets, &token)
+    );
+    assert_eq!(
+        row.code_hash,
+        verification::code_hash(&ctx.state.secrets, user, &code)
+    );
     assert_eq!(
         purge_reminder::send(&job, &ctx.state).await.unwrap(),
         Outcome::AlreadySent
@@ -225,7 +271,10 @@ async fn item_7_the_purge_reminds_each_due_account_exactly_once() {
         purge::remind(&ctx.state, cutoff)
     );
     assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 1);
-    let run = purge::run_scheduled(&ctx.state, Utc::now()).await.unwrap().unwrap();
+    let run = purge::run_scheduled(&ctx.state, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.details.unwrap()["reminders_queued"], 0);
     assert_eq!(run.users_deleted, 1, "the expired account is purged");
     let mut conn = ctx.db.conn().await;
