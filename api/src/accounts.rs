@@ -139,7 +139,18 @@ enum CodeCheck {
 }
 
 /// Verify with the emailed 6-digit code. Each wrong code counts; after 5 the
-/// code is dead. Verifying an already verified account is harmless.
+/// code is dead.
+///
+/// A wrong code gets the same `invalid_code` answer whether the account is
+/// unverified, already verified or unknown, so the endpoint reveals no
+/// accounts (issue 11, item 1). Every one of those paths runs the same
+/// statements (user lookup, row lock, keyed hash, attempt update) so the
+/// timing does not tell them apart either: an unknown email locks and
+/// updates the nil id (no row), a verified account's code only gains
+/// attempts. The right code, still unexpired, answers 200 again for an
+/// already verified account (verifying twice is harmless): the attempt
+/// cap no longer guards anything there, and the per-account rate limit
+/// bounds guessing.
 pub async fn verify_code(
     state: &AppState,
     email: &Email,
@@ -147,37 +158,41 @@ pub async fn verify_code(
     ip: Option<String>,
 ) -> ApiResult<User> {
     let mut conn = state.db.get().await?;
-    let user = User::find_by_email(&mut conn, email)
-        .await?
-        .ok_or_else(invalid_code)?;
-    if user.is_verified {
-        return Ok(user);
-    }
+    let user = User::find_by_email(&mut conn, email).await?;
+    let user_id = user.as_ref().map_or(Uuid::nil(), |u| u.id);
+    let already_verified = user.as_ref().is_some_and(|u| u.is_verified);
     let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
+    let expected = verification::code_hash(&state.secrets, user_id, code);
     let outcome = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            let row = EmailVerification::lock(conn, user.id).await?;
-            let Some(row) = row.filter(|r| r.code_usable(Utc::now())) else {
-                return Err(invalid_code());
-            };
-            let expected = verification::code_hash(&state.secrets, user.id, code);
-            let matches =
-                well_formed && bool::from(row.code_hash.as_bytes().ct_eq(expected.as_bytes()));
+            let row = EmailVerification::lock(conn, user_id).await?;
+            let now = Utc::now();
+            let usable =
+                row.filter(|r| r.code_usable(now) || (already_verified && r.code_expires_at > now));
+            let matches = well_formed
+                && usable
+                    .is_some_and(|r| bool::from(r.code_hash.as_bytes().ct_eq(expected.as_bytes())));
             if !matches {
-                EmailVerification::record_failed_attempt(conn, user.id).await?;
+                // Counts on an unverified account's live code; on a dead
+                // code, a verified account's or the nil id it changes nothing
+                // that matters, and keeps the paths alike.
+                EmailVerification::record_failed_attempt(conn, user_id).await?;
                 return Ok(CodeCheck::Wrong);
             }
-            EmailVerification::spend_code(conn, user.id).await?;
-            let user = User::mark_verified(conn, user.id)
+            EmailVerification::spend_code(conn, user_id).await?;
+            let user = User::mark_verified(conn, user_id)
                 .await?
                 .ok_or_else(invalid_code)?;
             Ok(CodeCheck::Verified(user))
         })
         .await?;
     match outcome {
-        CodeCheck::Verified(user) => {
-            audit_verified(state, user.id, "code", ip);
-            Ok(user)
+        CodeCheck::Verified(verified) => {
+            // A second verification writes no second audit event.
+            if !already_verified {
+                audit_verified(state, verified.id, "code", ip);
+            }
+            Ok(verified)
         }
         CodeCheck::Wrong => Err(invalid_code()),
     }

@@ -11,7 +11,7 @@ use gatehouse_shared::config::{
 use ipnet::IpNet;
 
 use crate::auth::keys::SigningAlgorithm;
-use crate::ratelimit::{Rule, Rules};
+use crate::ratelimit::{Resilience, Rule, Rules};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,9 +134,13 @@ pub struct ApiConfig {
     /// Login attempts per client IP.
     #[arg(long, env = "RATE_LIMIT_LOGIN_IP", default_value = "30/1m", value_parser = Rule::parse)]
     pub rate_limit_login_ip: Rule,
-    /// Login attempts per account (email).
+    /// Login attempts per account (email) and client (known device, or IP).
     #[arg(long, env = "RATE_LIMIT_LOGIN_ACCOUNT", default_value = "10/1m", value_parser = Rule::parse)]
     pub rate_limit_login_account: Rule,
+    /// Failed logins per account from all clients; over it only known
+    /// devices may log in until the window ends (ASVS 6.3.1: 100 an hour).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_ACCOUNT_CEILING", default_value = "100/1h", value_parser = Rule::parse)]
+    pub rate_limit_login_account_ceiling: Rule,
     /// Signups per client IP.
     #[arg(long, env = "RATE_LIMIT_SIGNUP_IP", default_value = "20/1h", value_parser = Rule::parse)]
     pub rate_limit_signup_ip: Rule,
@@ -167,6 +171,23 @@ pub struct ApiConfig {
     /// Longest delay (the soft lock never lasts longer).
     #[arg(long, env = "LOGIN_LOCKOUT_MAX", default_value = "5m", value_parser = parse_duration)]
     pub login_lockout_max: Duration,
+    /// How long a device stays known (its login soft-lock is its own)
+    /// after a successful login.
+    #[arg(long, env = "LOGIN_DEVICE_TTL", default_value = "90d", value_parser = parse_duration)]
+    pub login_device_ttl: Duration,
+    /// Deadline of one rate-limiter call to Redis; past it the per-process
+    /// limiter decides.
+    #[arg(long, env = "RATE_LIMIT_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
+    pub rate_limit_redis_timeout: Duration,
+    /// Consecutive failed rate-limiter calls that open the circuit breaker.
+    #[arg(long, env = "RATE_LIMIT_BREAKER_FAILURES", default_value_t = 3)]
+    pub rate_limit_breaker_failures: u32,
+    /// How long the open breaker skips Redis before one call probes it.
+    #[arg(long, env = "RATE_LIMIT_BREAKER_COOLDOWN", default_value = "5s", value_parser = parse_duration)]
+    pub rate_limit_breaker_cooldown: Duration,
+    /// Most keys the per-process fallback limiter keeps.
+    #[arg(long, env = "RATE_LIMIT_FALLBACK_KEYS", default_value_t = 100_000)]
+    pub rate_limit_fallback_keys: usize,
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is trusted.
     #[arg(
         long,
@@ -182,6 +203,11 @@ pub struct ApiConfig {
     /// Concurrent password hashes (defaults to the number of cores).
     #[arg(long, env = "PASSWORD_HASH_CONCURRENCY")]
     pub password_hash_concurrency: Option<usize>,
+    /// Password hashes waiting or running at once (default 64 per hashing
+    /// thread: about 1 s of backlog at release-build speed); beyond it,
+    /// 503 `overloaded` with `Retry-After`.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub password_hash_queue: Option<u64>,
     /// Scheduling priority (nice, 0..=19) of the hashing threads: above 0,
     /// request handling runs first and a login flood only gets the CPU
     /// time left over. 0 leaves them at the process's priority.
@@ -200,6 +226,35 @@ pub struct ApiConfig {
     /// Password of the bootstrap admin.
     #[arg(long, env = "BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_admin_password: Option<String>,
+
+    /// Connection limits of the HTTP server (see `crate::server`).
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// How the HTTP server treats connections: timeouts against slow or idle
+/// clients, a cap on open connections, the header size limit, and the
+/// separate metrics address.
+#[derive(Debug, Clone, Args)]
+pub struct ServingArgs {
+    /// A client must send a request's complete headers within this time
+    /// (also the longest wait for the first request of a new connection).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this time.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Largest total size of a request's headers (names + values); larger
+    /// requests get a problem+json 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1024..=262_144))]
+    pub max_header_bytes: u32,
+    /// Serve `/metrics` on this address instead of the API's (keep it off
+    /// the public network). Unset: `/metrics` is on API_ADDR.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ApiConfig {
@@ -239,6 +294,7 @@ impl ApiConfig {
         Rules {
             login_ip: self.rate_limit_login_ip,
             login_account: self.rate_limit_login_account,
+            login_ceiling: self.rate_limit_login_account_ceiling,
             signup_ip: self.rate_limit_signup_ip,
             verify_account: self.rate_limit_verify_account,
             verify_ip: self.rate_limit_verify_ip,
@@ -249,6 +305,16 @@ impl ApiConfig {
             lockout_threshold: self.login_lockout_threshold.max(1),
             lockout_base: self.login_lockout_base,
             lockout_max: self.login_lockout_max,
+            device_ttl: self.login_device_ttl,
+        }
+    }
+
+    pub fn rate_resilience(&self) -> Resilience {
+        Resilience {
+            timeout: self.rate_limit_redis_timeout,
+            breaker_failures: self.rate_limit_breaker_failures,
+            breaker_cooldown: self.rate_limit_breaker_cooldown,
+            fallback_keys: self.rate_limit_fallback_keys,
         }
     }
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::me::check_current_password;
-use crate::ratelimit::Class;
+use crate::ratelimit::{Class, Client};
 use crate::state::AppState;
 
 fn invalid_code() -> ApiError {
@@ -43,8 +43,9 @@ pub async fn request_change(
     user: &User,
     new_email: Email,
     current_password: String,
-    ip: Option<String>,
+    client: &Client,
 ) -> ApiResult<()> {
+    let ip = client.ip.map(|ip| ip.to_string());
     if new_email.as_str() == user.email.to_ascii_lowercase() {
         return Err(ApiError::validation(vec![FieldError::new(
             "new_email",
@@ -52,7 +53,7 @@ pub async fn request_change(
             "new_email is already the account's address",
         )]));
     }
-    check_current_password(state, user, current_password, ip.clone()).await?;
+    check_current_password(state, user, current_password, client).await?;
     let mut conn = state.db.get().await?;
     if User::find_by_email(&mut conn, &new_email).await?.is_some() {
         return Err(ApiError::email_taken());
@@ -152,7 +153,7 @@ async fn switch(
 pub async fn confirm_link(state: &AppState, token: &str, ip: Option<String>) -> ApiResult<User> {
     state
         .limits
-        .hit(Class::VerifyIp, ip.as_deref().unwrap_or("unknown"))
+        .hit_ip(Class::VerifyIp, ip.as_deref().and_then(|s| s.parse().ok()))
         .await?;
     let token = token.trim();
     if !well_formed(token) {
@@ -226,7 +227,7 @@ pub async fn confirm_code(
 pub async fn revert(state: &AppState, token: &str, ip: Option<String>) -> ApiResult<()> {
     state
         .limits
-        .hit(Class::VerifyIp, ip.as_deref().unwrap_or("unknown"))
+        .hit_ip(Class::VerifyIp, ip.as_deref().and_then(|s| s.parse().ok()))
         .await?;
     let token = token.trim();
     if !well_formed(token) {

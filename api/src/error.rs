@@ -154,13 +154,30 @@ impl ApiError {
         )
     }
 
+    /// 503 `overloaded`: the password-hashing queue is full.
+    pub fn overloaded(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "The server is busy checking passwords; retry later.",
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let source = source.into();
+        // Every hashing call maps its error with `internal`; a full queue
+        // is the client's cue to come back, not a server fault.
+        if let Some(full) = source.downcast_ref::<crate::hashing::Overloaded>() {
+            return Self::overloaded(full.retry_after);
+        }
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "An unexpected error occurred.",
         );
-        e.source = Some(source.into());
+        e.source = Some(source);
         e
     }
 
@@ -328,6 +345,12 @@ mod tests {
         assert!(!v.to_string().contains("secret"));
         let res = ApiError::too_many_requests(7).into_response();
         assert_eq!(res.headers()[header::RETRY_AFTER], "7");
+        // A full hashing queue is 503 overloaded with Retry-After.
+        let full = anyhow::Error::new(crate::hashing::Overloaded { retry_after: 3 });
+        let res = ApiError::internal(full).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(body_json(res).await["code"], "overloaded");
     }
 
     #[tokio::test]

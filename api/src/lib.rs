@@ -27,6 +27,7 @@ pub mod hashing;
 pub mod http;
 pub mod openapi;
 pub mod ratelimit;
+pub mod server;
 pub mod state;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gatehouse_shared::queue::{QueueSettings, Queues, Redis};
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -61,18 +63,21 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let trusted_proxies = config.validate().map_err(anyhow::Error::msg)?;
     let db = gatehouse_shared::db::build_pool(&config.db)?;
     let redis = Redis::new(&config.redis)?;
+    let secret = config.tokens.jwt_secret.bytes();
+    let secrets = gatehouse_shared::keys::SecretHasher::new(secret);
     let limits = ratelimit::Limiter::new(
         redis.clone(),
         &config.redis.redis_namespace,
         config.rate_limits,
         config.rate_rules(),
+        config.rate_resilience(),
+        secrets.clone(),
     );
     let queues = Queues::new(redis, QueueSettings::new(&config.redis.redis_namespace));
     // Recorder first: the key ring sets its gauge on load.
     let _ = state::metrics_handle();
     gatehouse_shared::rotation::init_metrics();
-    let secret = config.tokens.jwt_secret.bytes();
-    let secrets = gatehouse_shared::keys::SecretHasher::new(secret);
+    ratelimit::init_metrics();
     let ring = KeyRing::load(
         &db,
         config.jwt_algorithm,
@@ -95,7 +100,13 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
             .map(usize::from)
             .unwrap_or(2)
     });
-    let hasher = PasswordHasher::new(concurrency, config.password_hash_nice)?;
+    // 64 per thread: with about 15 ms per hash (release build, BENCHMARKS.md)
+    // a full queue is about 1 s of waiting, far below REQUEST_TIMEOUT, and
+    // well above the 16 logins in flight of the login flood benchmark.
+    let max_queued = config.password_hash_queue.map_or(64 * concurrency, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let hasher = PasswordHasher::new(concurrency, config.password_hash_nice, max_queued)?;
     let allowed_origins = config.allowed_origins();
     let audit = audit::AuditWriter::start(db.clone());
     // A quarter of the pool for session checks (at least one; `start` clamps).
@@ -132,6 +143,14 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// `/metrics` alone: served on METRICS_ADDR when that is set.
+pub fn metrics_router() -> Router {
+    let _ = state::metrics_handle();
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .fallback(middleware::not_found)
+}
+
 async fn metrics_text() -> axum::response::Response {
     let body = state::metrics_handle()
         .map(|h| h.render())
@@ -157,13 +176,20 @@ pub fn router(state: AppState) -> Router {
     };
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(65_536);
     let timeout = state.config.request_timeout;
+    let max_header_bytes = state.config.serving.max_header_bytes as usize;
     let _ = state::metrics_handle();
 
-    api.route("/metrics", get(metrics_text))
-        .fallback(middleware::not_found)
+    // With METRICS_ADDR set, `/metrics` lives only there (see `serve`).
+    let api = if state.config.serving.metrics_addr.is_none() {
+        api.route("/metrics", get(metrics_text))
+    } else {
+        api
+    };
+    api.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .layer(axum::middleware::from_fn(middleware::cache_validators))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -174,6 +200,12 @@ pub fn router(state: AppState) -> Router {
             middleware::problem_for_framework_errors,
         ))
         .layer(cors)
+        // gzip or br for JSON and the Swagger UI bundle (tower-http skips
+        // tiny bodies and already-compressed types).
+        .layer(CompressionLayer::new().gzip(true).br(true))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::header_limits(max_header_bytes, req, next)
+        }))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -215,11 +247,31 @@ pub async fn serve(
         state.config.redis.redis_namespace.clone(),
         stop_rx,
     ));
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = server::Limits::from(&state.config.serving);
+    // METRICS_ADDR: `/metrics` on a listener of its own, stopped with the API.
+    let metrics = match state.config.serving.metrics_addr {
+        Some(addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
+            tracing::info!(%addr, "metrics listening");
+            let mut stop = stop_tx.subscribe();
+            Some(tokio::spawn(server::serve(
+                metrics_router(),
+                metrics_listener,
+                limits,
+                async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    server::serve(router(state), listener, limits, shutdown).await;
     let _ = stop_tx.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     // Write the audit events still queued before the process exits.
     if tokio::time::timeout(std::time::Duration::from_secs(5), audit.flush())
         .await
@@ -227,6 +279,5 @@ pub async fn serve(
     {
         tracing::warn!("audit events still queued at shutdown were not written");
     }
-    served?;
     Ok(())
 }

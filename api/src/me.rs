@@ -9,51 +9,23 @@ use gatehouse_shared::models::{AuditAction, AuditEvent, Session, User, UserChang
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::ratelimit::Class;
+use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 /// Check `current_password` of a signed-in user as a login would: the
-/// per-account login budget, the soft-lock delay, and a wrong password
-/// counted as a failed login. A stolen access token therefore cannot
-/// guess the password faster than the login endpoint allows.
-///
-/// This is the one place that checks a password outside login (`PATCH
-/// /me`, `POST /me/email`, `DELETE /me`). The login-limits work (helper
-/// `limits`) owns the budget rules; when its shared function lands, this
-/// wrapper forwards to it.
+/// login budgets and soft-lock of this account and client, and a wrong
+/// password counted (and audited) as a failed login, so a stolen access
+/// token cannot guess the password faster than the login endpoint allows.
+/// Used by `PATCH /me`, `POST /me/email` and `DELETE /me`; it forwards to
+/// the shared check of `crate::sessions` (one place owns the rules).
 pub async fn check_current_password(
     state: &AppState,
     user: &User,
     current: String,
-    ip: Option<String>,
+    client: &Client,
 ) -> ApiResult<()> {
-    let account = user.email.trim().to_ascii_lowercase();
-    state.limits.hit(Class::LoginAccount, &account).await?;
-    state.limits.check_login_delay(&account).await?;
-    let ok = match Password::candidate(current) {
-        Some(candidate) => {
-            state
-                .hasher
-                .verify(&candidate, &user.password_hash)
-                .await
-                .map_err(ApiError::internal)?
-                .ok
-        }
-        None => false,
-    };
-    if ok {
-        state.limits.reset_login_failures(&account).await;
-        return Ok(());
-    }
-    state.limits.record_login_failure(&account).await;
-    state.audit.record(
-        AuditEvent::new(AuditAction::LoginFailed)
-            .by_self(user.id)
-            .ip(ip)
-            .details(json!({"reason": "wrong_current_password"})),
-    );
-    Err(wrong_current_password())
+    crate::sessions::check_current_password(state, user, current, client).await
 }
 
 pub struct ProfileChanges {
@@ -69,7 +41,7 @@ pub async fn update_profile(
     user: &User,
     session_id: Uuid,
     changes: ProfileChanges,
-    ip: Option<String>,
+    client: &Client,
 ) -> ApiResult<User> {
     let mut update = UserChanges {
         first_name: changes.first_name.map(|n| n.map(PersonName::into_inner)),
@@ -78,7 +50,8 @@ pub async fn update_profile(
     };
     let changing_password = changes.new_password.is_some();
     if let Some((new_password, current)) = changes.new_password {
-        check_current_password(state, user, current, ip).await?;
+        // Counts against the login budget and soft-lock (issue 11, item 6).
+        check_current_password(state, user, current, client).await?;
         update.password_hash = Some(
             state
                 .hasher
@@ -102,14 +75,6 @@ pub async fn update_profile(
     .await
 }
 
-fn wrong_current_password() -> ApiError {
-    ApiError::validation(vec![FieldError::new(
-        "current_password",
-        "invalid_password",
-        "current_password is incorrect",
-    )])
-}
-
 /// `DELETE /me`: the owner deletes their account after proving the
 /// password. Sessions go with the row (the deletion trigger publishes them
 /// on the revocation feed); the audit event and the notice email are
@@ -119,9 +84,10 @@ pub async fn delete_account(
     state: &AppState,
     user: &User,
     current_password: String,
-    ip: Option<String>,
+    client: &Client,
 ) -> ApiResult<()> {
-    check_current_password(state, user, current_password, ip.clone()).await?;
+    check_current_password(state, user, current_password, client).await?;
+    let ip = client.ip.map(|ip| ip.to_string());
     let mut conn = state.db.get().await?;
     let entry = conn
         .transaction::<_, ApiError, _>(async |conn| {

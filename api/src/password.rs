@@ -16,7 +16,7 @@ use gatehouse_shared::models::{AuditAction, AuditEvent, Session, User, UserChang
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::ratelimit::Class;
+use crate::ratelimit::{Class, Client};
 use crate::state::AppState;
 
 /// Which path `forgot` took; only metrics and tests see it, never the client.
@@ -45,7 +45,7 @@ pub async fn forgot_path(
         .map_err(|e| ApiError::validation(vec![FieldError::from_invalid("email", e)]))?;
     state
         .limits
-        .hit(Class::ForgotIp, ip.as_deref().unwrap_or("unknown"))
+        .hit_ip(Class::ForgotIp, ip.as_deref().and_then(|s| s.parse().ok()))
         .await?;
     state
         .limits
@@ -110,13 +110,14 @@ pub async fn reset(
 ) -> ApiResult<()> {
     state
         .limits
-        .hit(Class::VerifyIp, ip.as_deref().unwrap_or("unknown"))
+        .hit_ip(Class::VerifyIp, ip.as_deref().and_then(|s| s.parse().ok()))
         .await?;
     let token = token.trim();
     if !well_formed(token) {
         return Err(ApiError::invalid_link_token());
     }
     let hash = password_reset::token_hash(&state.secrets, token);
+    let ip_addr = ip.as_deref().and_then(|s| s.parse().ok());
     let mut conn = state.db.get().await?;
     let user_id = PasswordReset::find_valid(&mut conn, &hash)
         .await?
@@ -166,6 +167,13 @@ pub async fn reset(
         .await?;
     state.dispatch(vec![entry]);
     // The owner proved the inbox: the login soft-lock is lifted.
-    state.limits.reset_login_failures(email.as_str()).await;
+    let client = Client {
+        ip: ip_addr,
+        device: None,
+    };
+    state
+        .limits
+        .clear_after_reset(email.as_str(), &client)
+        .await;
     Ok(())
 }

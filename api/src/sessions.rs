@@ -11,9 +11,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::tokens::TokenKind;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::hashing::Verified;
-use crate::ratelimit::Class;
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 /// Both tokens of a session, ready to send.
@@ -24,6 +24,8 @@ pub struct TokenPair {
     /// Seconds until the session (and the refresh cookie) expires.
     pub refresh_max_age: i64,
     pub user_id: Uuid,
+    /// After a login: the device cookie's new value (see `ratelimit`).
+    pub device: Option<String>,
 }
 
 /// Why a login failed, before it is mapped to JSON or OAuth2 errors.
@@ -68,28 +70,79 @@ pub async fn login(
     email: &str,
     password: String,
     client: ClientInfo,
+    from: &Client,
 ) -> Result<TokenPair, LoginError> {
-    // Budgets per IP and per account, then the soft-lock delay.
+    // Budgets per IP and per account + client, the account's ceiling and
+    // the soft-lock delay: one round trip (see `ratelimit`).
     let account = email.trim().to_ascii_lowercase();
-    state
-        .limits
-        .hit(Class::LoginIp, client.ip.as_deref().unwrap_or("unknown"))
-        .await?;
-    state.limits.hit(Class::LoginAccount, &account).await?;
-    state.limits.check_login_delay(&account).await?;
+    let gate = state.limits.login_gate(&account, from);
+    state.limits.check_login(&gate).await?;
     let result = check_credentials(state, email, password, client.ip.as_deref()).await;
     match &result {
-        Ok(_) => state.limits.reset_login_failures(&account).await,
-        Err(LoginError::InvalidCredentials) => state.limits.record_login_failure(&account).await,
+        Ok(_) => state.limits.login_succeeded(&gate).await,
+        Err(LoginError::InvalidCredentials) => state.limits.login_failed(&gate).await,
         Err(_) => {}
     }
     let user = result?;
     let ip = client.ip.clone();
-    let pair = open_session(state, &user, client).await?;
+    let mut pair = open_session(state, &user, client).await?;
+    pair.device = Some(state.limits.device_cookie(&account, from));
     state
         .audit
         .record(AuditEvent::new(AuditAction::Login).by_self(user.id).ip(ip));
     Ok(pair)
+}
+
+/// Check the password of a signed-in user outside login (`current_password`
+/// of `PATCH /me`, and every other endpoint that asks for it again). It
+/// draws on the same budgets and soft-lock as login for this account and
+/// client, so a stolen access token cannot guess the password faster than
+/// a login form could (issue 11, item 6). A wrong password is 422 with
+/// `current_password` / `invalid_password`; over budget, 429.
+pub async fn check_current_password(
+    state: &AppState,
+    user: &User,
+    password: String,
+    client: &Client,
+) -> ApiResult<()> {
+    let gate = state
+        .limits
+        .login_gate(&user.email.trim().to_ascii_lowercase(), client);
+    state.limits.check_login(&gate).await?;
+    let ok = match Password::candidate(password) {
+        Some(candidate) => {
+            state
+                .hasher
+                .verify(&candidate, &user.password_hash)
+                .await
+                .map_err(ApiError::internal)?
+                .ok
+        }
+        None => false,
+    };
+    if ok {
+        state.limits.login_succeeded(&gate).await;
+        return Ok(());
+    }
+    state.limits.login_failed(&gate).await;
+    let ip = client.ip.map(|ip| ip.to_string());
+    audit_login_failed(
+        state,
+        ip.as_deref(),
+        Some(user.id),
+        &user.email,
+        "wrong_current_password",
+    );
+    Err(wrong_current_password())
+}
+
+/// 422 naming `current_password`.
+pub fn wrong_current_password() -> ApiError {
+    ApiError::validation(vec![FieldError::new(
+        "current_password",
+        "invalid_password",
+        "current_password is incorrect",
+    )])
 }
 
 /// Record a failed login. The attempted email is kept only as a SHA-256
@@ -255,6 +308,7 @@ fn sign_pair(
         expires_in: state.tokens.access_ttl.as_secs(),
         refresh_max_age: (session.expires_at - Utc::now()).num_seconds(),
         user_id: user.id,
+        device: None,
     })
 }
 

@@ -11,8 +11,8 @@
 //! every older token of that session fail here too, within the feed's
 //! delay (milliseconds over Redis, about one poll interval without).
 //!
-//! This crate knows only Gatehouse's public contract (`plan/DESIGN.md`
-//! sections 2-4); it does not depend on Gatehouse's code.
+//! This crate knows only Gatehouse's public contract (`docs/tokens.md`
+//! and the README); it does not depend on Gatehouse's code.
 //!
 //! # With axum (feature `axum`, on by default)
 //!

@@ -25,6 +25,21 @@ pub fn clear_refresh(jar: CookieJar, secure: bool) -> CookieJar {
     jar.add(refresh_cookie(String::new(), 0, secure))
 }
 
+/// The device cookie (see `ratelimit`): `HttpOnly; SameSite=Strict;
+/// Path=/`, `Secure` unless the client is on loopback. Path `/` because
+/// every password check (login under `/auth`, `PATCH /me`, ...) reads it.
+pub fn set_device(jar: CookieJar, value: String, max_age: i64, secure: bool) -> CookieJar {
+    jar.add(
+        Cookie::build((crate::ratelimit::DEVICE_COOKIE, value))
+            .max_age(cookie::time::Duration::seconds(max_age.max(0)))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(secure)
+            .build(),
+    )
+}
+
 /// The refresh token from the request's cookies, if any.
 pub fn read_refresh(jar: &CookieJar) -> Option<String> {
     jar.get(REFRESH_COOKIE)

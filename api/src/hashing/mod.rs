@@ -1,9 +1,10 @@
 //! Password hashing: argon2id with OWASP parameters on a pool of its own
 //! threads, off the async runtime. Three calls: [`PasswordHasher::hash`],
 //! [`PasswordHasher::verify`] and [`PasswordHasher::verify_dummy`]. The
-//! pool (`pool.rs`: niced threads, lock-free queues, polled answers) is
-//! the clever part, earned by measurement (BENCHMARKS.md, section 2);
-//! `argon.rs` holds the argon2 calls.
+//! pool (`pool.rs`: niced threads, lock-free queues, a bounded backlog,
+//! answers handed back through an eventfd) is the clever part, earned by
+//! measurement (BENCHMARKS.md, section 2); `argon.rs` holds the argon2
+//! calls.
 
 mod argon;
 mod pool;
@@ -18,6 +19,23 @@ use gatehouse_shared::domain::Password;
 pub use argon::{M_COST, P_COST, T_COST};
 use argon::{Memory, hash_with, verify_with};
 use pool::Pool;
+
+/// The hashing queue is full (`PASSWORD_HASH_QUEUE`): the error of every
+/// [`PasswordHasher`] call then, which `ApiError::internal` turns into 503
+/// `overloaded` with this `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded {
+    /// Seconds until the queue has about drained.
+    pub retry_after: u64,
+}
+
+impl std::fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the password hashing queue is full")
+    }
+}
+
+impl std::error::Error for Overloaded {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -40,8 +58,9 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// `concurrency` hashing threads at scheduling priority `nice`
-    /// (0..=19; 0 leaves it unchanged).
-    pub fn new(concurrency: usize, nice: i32) -> anyhow::Result<Self> {
+    /// (0..=19; 0 leaves it unchanged); at most `max_queued` calls wait or
+    /// run at once, further calls fail with [`Overloaded`].
+    pub fn new(concurrency: usize, nice: i32, max_queued: usize) -> anyhow::Result<Self> {
         let params = Params::new(M_COST, T_COST, P_COST, None)
             .map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
         let salt = SaltString::generate(&mut OsRng);
@@ -53,7 +72,7 @@ impl PasswordHasher {
         )?;
         Ok(Self {
             params,
-            pool: Arc::new(Pool::start(concurrency.max(1), nice)?),
+            pool: Arc::new(Pool::start(concurrency.max(1), nice, max_queued)?),
             dummy: Arc::new(dummy),
         })
     }
@@ -122,7 +141,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn hashes_verify_and_detect_old_params() {
-        let h = PasswordHasher::new(2, 0).expect("hasher");
+        let h = PasswordHasher::new(2, 0, 64).expect("hasher");
         let stored = h.hash(&pw("tangerine voyage 42")).await.expect("hash");
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         let v = h
@@ -168,7 +187,7 @@ mod tests {
     /// including other algorithms and versions.
     #[tokio::test(flavor = "multi_thread")]
     async fn agrees_with_the_argon2_crate() {
-        let h = PasswordHasher::new(1, 0).expect("hasher");
+        let h = PasswordHasher::new(1, 0, 64).expect("hasher");
         let ours = h.hash(&pw("quiet harbour 7")).await.expect("hash");
         let parsed = PasswordHash::new(&ours).expect("phc");
         let crate_default = Argon2::default();
@@ -219,7 +238,7 @@ mod tests {
     /// hasher stops its threads.
     #[tokio::test(flavor = "multi_thread")]
     async fn queues_beyond_its_threads_and_stops_when_dropped() {
-        let h = PasswordHasher::new(2, 0).expect("hasher");
+        let h = PasswordHasher::new(2, 0, 64).expect("hasher");
         let stored = h.hash(&pw("tangerine voyage 42")).await.expect("hash");
         let checks: Vec<_> = (0..6)
             .map(|i| {
@@ -254,5 +273,66 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("hashing threads still running after the hasher was dropped");
+    }
+
+    /// Issue 11, item 16: the queue is bounded. Beyond `max_queued` calls
+    /// waiting or running, a call fails at once with `Overloaded` (503
+    /// `overloaded` with `Retry-After` at the HTTP edge) instead of queueing
+    /// without end; the accepted calls still complete correctly.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_16_a_full_queue_refuses_with_overloaded() {
+        let h = PasswordHasher::new(1, 0, 2).expect("hasher");
+        let stored = h.hash(&pw("tangerine voyage 42")).await.expect("hash");
+        let checks: Vec<_> = (0..6)
+            .map(|_| {
+                let (h, stored) = (h.clone(), stored.clone());
+                tokio::spawn(async move { h.verify(&pw("tangerine voyage 42"), &stored).await })
+            })
+            .collect();
+        let (mut ok, mut refused) = (0, 0);
+        for check in checks {
+            match check.await.expect("join") {
+                Ok(v) => {
+                    assert!(v.ok);
+                    ok += 1;
+                }
+                Err(e) => {
+                    let full = e.downcast_ref::<Overloaded>().expect("overloaded");
+                    assert!(full.retry_after >= 1);
+                    refused += 1;
+                }
+            }
+        }
+        assert!(ok >= 2, "the first two calls fit: {ok}");
+        assert!(refused >= 1, "six calls at once overflow a queue of two");
+        // Room again once the queue drained.
+        assert!(h.verify(&pw("x"), &stored).await.is_ok());
+    }
+
+    /// Issue 11, item 16: answers come back through the eventfd and the
+    /// dispatcher, not polling; many answers finishing close together all
+    /// reach their callers (no lost wake-up), on a single-threaded runtime
+    /// too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn item_16_every_answer_wakes_its_caller() {
+        let pool = pool::Pool::start(2, 0, 1000).expect("pool");
+        let pool = Arc::new(pool);
+        let calls: Vec<_> = (0..500u32)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.run(move |_| i * 2).await })
+            })
+            .collect();
+        let all = async {
+            let mut sum = 0u64;
+            for call in calls {
+                sum += u64::from(call.await.expect("join").expect("answer"));
+            }
+            sum
+        };
+        let sum = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("every caller woke up");
+        assert_eq!(sum, (0..500u64).map(|i| i * 2).sum::<u64>());
     }
 }

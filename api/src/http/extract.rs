@@ -162,6 +162,12 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// Walk `X-Forwarded-For` from the right (the entry our nearest proxy
+/// wrote) over trusted proxies; the first untrusted address is the client.
+/// Only bare IP addresses count: an entry that is anything else (`ip:port`,
+/// `unknown`, garbage, an empty item) stops the walk, and the last trusted
+/// hop (or the peer) is used, so a value spoofed to the left of such an
+/// entry never wins (issue 11, item 11).
 pub fn resolve_client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
@@ -172,21 +178,25 @@ pub fn resolve_client_ip(
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    // Walk the chain right to left, skipping our own proxies.
-    let chain: Vec<IpAddr> = headers
+    // Entries in order over every header line; a line that is not text is
+    // one malformed entry.
+    let entries: Vec<Option<&str>> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').map(Some).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
         .collect();
-    Some(
-        chain
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .unwrap_or(peer),
-    )
+    let mut last_trusted = peer;
+    for entry in entries.into_iter().rev() {
+        match entry.and_then(|e| e.trim().parse::<IpAddr>().ok()) {
+            Some(ip) if is_trusted(&ip) => last_trusted = ip,
+            Some(ip) => return Some(ip),
+            None => return Some(last_trusted),
+        }
+    }
+    Some(last_trusted)
 }
 
 /// `User-Agent`, sanitised (control characters dropped, whitespace runs
@@ -249,5 +259,36 @@ mod tests {
             Some(outsider)
         );
         assert_eq!(resolve_client_ip(Some(peer), &h, &[]), Some(peer));
+    }
+
+    /// Issue 11, item 11: an entry that is not a bare IP stops the walk.
+    #[test]
+    fn item_11_malformed_forwarded_for_entries_stop_the_walk() {
+        let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let resolve = |xff: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().expect("hv"));
+            resolve_client_ip(Some(peer), &h, &trusted)
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        // ip:port, [v6]:port, garbage, empty: the spoofed left value loses.
+        assert_eq!(resolve("203.0.113.66, 198.51.100.7:4444"), Some(peer));
+        assert_eq!(resolve("203.0.113.66, [2001:db8::1]:443"), Some(peer));
+        assert_eq!(resolve("203.0.113.66, unknown"), Some(peer));
+        assert_eq!(resolve("203.0.113.66,,10.0.0.2"), ip("10.0.0.2"));
+        // The last trusted hop before the bad entry is used.
+        assert_eq!(resolve("203.0.113.66, junk, 10.0.0.2"), ip("10.0.0.2"));
+        // Bare addresses still work, IPv6 too; all-trusted gives the first hop.
+        assert_eq!(resolve("2001:db8::7, 10.0.0.2"), ip("2001:db8::7"));
+        assert_eq!(resolve("10.0.0.3, 10.0.0.2"), ip("10.0.0.3"));
+        // Several header lines are one list, in order.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "203.0.113.66".parse().expect("hv"));
+        h.append("x-forwarded-for", "198.51.100.9".parse().expect("hv"));
+        assert_eq!(
+            resolve_client_ip(Some(peer), &h, &trusted),
+            ip("198.51.100.9")
+        );
     }
 }

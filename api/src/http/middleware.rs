@@ -116,3 +116,125 @@ pub async fn track_metrics(req: Request<Body>, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     res
 }
+
+/// Headers a request may carry (hyper refuses more with an empty 431, at
+/// twice this; see `crate::server`).
+pub const MAX_HEADER_COUNT: usize = 100;
+
+/// 431 problem+json when a request's headers exceed `MAX_HEADER_BYTES`
+/// (names + values) or `MAX_HEADER_COUNT`. Hyper's own limits sit above
+/// these, so clients get a body saying what went wrong; past hyper's read
+/// buffer (about 400 KB) hyper still answers an empty 431 itself.
+pub async fn header_limits(max_bytes: usize, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > max_bytes || headers.len() > MAX_HEADER_COUNT {
+        return problem_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "The request headers are too large (at most {max_bytes} bytes and {MAX_HEADER_COUNT} fields)."
+            ),
+            None,
+        );
+    }
+    next.run(req).await
+}
+
+/// Largest document `cache_validators` buffers to hash (the Swagger UI
+/// bundle is about 1.4 MB).
+const MAX_CACHED_BODY: usize = 8 * 1024 * 1024;
+
+/// `ETag` and `Cache-Control` for the OpenAPI document and the Swagger UI
+/// assets, and 304 for a matching `If-None-Match`. Their content is fixed
+/// for the life of the process, so each path's tag is computed once (a
+/// SHA-256 of the body) and remembered; a revalidation then costs no body.
+pub async fn cache_validators(req: Request, next: Next) -> Response {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static TAGS: OnceLock<Mutex<HashMap<String, axum::http::HeaderValue>>> = OnceLock::new();
+
+    let path = req.uri().path().to_owned();
+    let cacheable = req.method() == axum::http::Method::GET
+        && (path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/"));
+    if !cacheable {
+        return next.run(req).await;
+    }
+    // The document and the UI's page and settings change with a deploy:
+    // revalidate every time. The UI's own files may be reused for an hour.
+    let is_asset = path.starts_with("/docs/")
+        && !path.ends_with('/')
+        && !path.ends_with(".html")
+        && !path.ends_with("swagger-initializer.js");
+    let cache_control = axum::http::HeaderValue::from_static(if is_asset {
+        "public, max-age=3600"
+    } else {
+        "no-cache"
+    });
+    let tags = TAGS.get_or_init(Default::default);
+    let known = tags.lock().ok().and_then(|t| t.get(&path).cloned());
+    if let Some(tag) = &known
+        && if_none_match(req.headers(), tag)
+    {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        res.headers_mut().insert(header::ETAG, tag.clone());
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, cache_control);
+        return res;
+    }
+    let res = next.run(req).await;
+    if res.status() != StatusCode::OK {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_CACHED_BODY).await else {
+        return problem_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An unexpected error occurred.",
+            None,
+        );
+    };
+    let tag = match known {
+        Some(tag) => tag,
+        None => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&bytes);
+            // Weak: the same tag covers the gzip and br encodings.
+            let text = format!("W/\"{}\"", hex_prefix(&digest));
+            let Ok(tag) = axum::http::HeaderValue::from_str(&text) else {
+                return Response::from_parts(parts, Body::from(bytes));
+            };
+            if let Ok(mut t) = tags.lock() {
+                t.insert(path, tag.clone());
+            }
+            tag
+        }
+    };
+    parts.headers.insert(header::ETAG, tag);
+    parts.headers.insert(header::CACHE_CONTROL, cache_control);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The first 16 bytes of a digest as lowercase hex.
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `If-None-Match` lists `tag` (weak comparison) or is `*`.
+fn if_none_match(headers: &HeaderMap, tag: &axum::http::HeaderValue) -> bool {
+    let Ok(tag) = tag.to_str() else {
+        return false;
+    };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || opaque(t) == opaque(tag))
+}

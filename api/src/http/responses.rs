@@ -66,10 +66,19 @@ pub enum NotFound {
     NotFound(Problem),
 }
 
-/// 429 over a rate limit.
+/// 429 over a rate limit (the login soft-lock included).
 #[derive(IntoResponses)]
 pub enum RateLimited {
     /// `rate_limited`: too many requests; see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooMany(Problem),
+}
+
+/// 503 when the password-hashing queue is full.
+#[derive(IntoResponses)]
+pub enum Overloaded {
+    /// `overloaded`: too many password checks are waiting; see
+    /// `Retry-After`.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Overloaded(Problem),
 }

@@ -13,7 +13,7 @@ use crate::accounts::{self, Signup};
 use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
 use crate::http::dto::UserOut;
 use crate::http::extract::{ApiJson, ClientIp};
-use crate::http::responses::{BadJson, RateLimited};
+use crate::http::responses::{BadJson, Overloaded, RateLimited};
 use crate::ratelimit::Class;
 use crate::state::AppState;
 
@@ -78,6 +78,7 @@ impl SignupRequest {
             headers(("Location" = String, description = "`/users/{id}` of the new user"))),
         BadJson,
         RateLimited,
+        Overloaded,
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
@@ -131,8 +132,9 @@ pub struct VerifyCode {
 ///
 /// Send either the `token` of the emailed link, or the `email` and the
 /// 6-digit `code`. A wrong or expired code gets `invalid_code`; after five
-/// wrong codes the code is dead and a new one must be requested. Verifying
-/// an already verified account succeeds again.
+/// wrong codes the code is dead and a new one must be requested. A wrong
+/// code gets the same answer for unknown, unverified and verified
+/// accounts; the right code of an already verified account succeeds again.
 #[utoipa::path(
     post, path = "/auth/verify", tag = "auth",
     request_body = VerifyRequest,

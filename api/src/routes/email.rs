@@ -15,7 +15,8 @@ use crate::email;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::dto::UserOut;
 use crate::http::extract::{ApiJson, ClientIp};
-use crate::http::responses::{BadJson, RateLimited, Unauthenticated};
+use crate::http::responses::{BadJson, Overloaded, RateLimited, Unauthenticated};
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -52,6 +53,7 @@ pub struct EmailChangeRequest {
         Unauthenticated,
         BadJson,
         RateLimited,
+        Overloaded,
         (status = 409, description = "`email_taken`: the new address has an account.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("oauth2" = []))
@@ -59,7 +61,7 @@ pub struct EmailChangeRequest {
 async fn request_email_change(
     State(state): State<AppState>,
     auth: AuthUser,
-    ip: ClientIp,
+    client: Client,
     ApiJson(body): ApiJson<EmailChangeRequest>,
 ) -> ApiResult<StatusCode> {
     let mut errors = Vec::new();
@@ -81,7 +83,7 @@ async fn request_email_change(
         &auth.user,
         new_email,
         body.current_password,
-        ip.text(),
+        &client,
     )
     .await?;
     Ok(StatusCode::ACCEPTED)

@@ -11,9 +11,10 @@ use utoipa_axum::routes;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, FieldError, FieldErrors};
 use crate::http::dto::{UserOut, double_option, name_patch};
-use crate::http::extract::{ApiJson, ClientIp};
-use crate::http::responses::{BadJson, RateLimited, Unauthenticated};
+use crate::http::extract::ApiJson;
+use crate::http::responses::{BadJson, Overloaded, RateLimited, Unauthenticated};
 use crate::me::{self, ProfileChanges};
+use crate::ratelimit::Client;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -93,7 +94,9 @@ impl UpdateMeRequest {
 /// Update the current user.
 ///
 /// Changes first and last name. To change the password send `password`
-/// and `current_password`; every other session is then revoked. Role,
+/// and `current_password`; every other session is then revoked. Wrong
+/// `current_password` values count against the login budget and soft-lock
+/// of the account and client (429 with `Retry-After` when over). Role,
 /// verification state and email cannot be changed here.
 #[utoipa::path(
     patch, path = "/me", tag = "me",
@@ -103,19 +106,20 @@ impl UpdateMeRequest {
         Unauthenticated,
         BadJson,
         RateLimited,
+        Overloaded,
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
 async fn update_me(
     State(state): State<AppState>,
     auth: AuthUser,
-    ip: ClientIp,
+    client: Client,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> ApiResult<Json<UserOut>> {
     let email = gatehouse_shared::domain::Email::parse(&auth.user.email)
         .map_err(|_| ApiError::internal(anyhow::anyhow!("stored email invalid")))?;
     let changes = body.parse(&email)?;
-    let user = me::update_profile(&state, &auth.user, auth.session_id, changes, ip.text()).await?;
+    let user = me::update_profile(&state, &auth.user, auth.session_id, changes, &client).await?;
     Ok(Json(user.into()))
 }
 
@@ -142,6 +146,7 @@ pub struct DeleteMeRequest {
         Unauthenticated,
         BadJson,
         RateLimited,
+        Overloaded,
         (status = 409, description = "`last_admin`: the only active admin cannot delete their account.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("oauth2" = []))
@@ -149,7 +154,7 @@ pub struct DeleteMeRequest {
 async fn delete_me(
     State(state): State<AppState>,
     auth: AuthUser,
-    ip: ClientIp,
+    client: Client,
     ApiJson(body): ApiJson<DeleteMeRequest>,
 ) -> ApiResult<axum::http::StatusCode> {
     if body.current_password.is_empty() {
@@ -159,6 +164,6 @@ async fn delete_me(
             "current_password is required",
         )]));
     }
-    me::delete_account(&state, &auth.user, body.current_password, ip.text()).await?;
+    me::delete_account(&state, &auth.user, body.current_password, &client).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

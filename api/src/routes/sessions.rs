@@ -15,9 +15,9 @@ use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::dto::{TokenResponse, no_store};
 use crate::http::extract::{ApiJson, ApiQuery, ClientIp, IdPath, OptionalJson, user_agent};
 use crate::http::responses::{
-    AdminOnly, BadInput, BadJson, NotFound, RateLimited, Unauthenticated,
+    AdminOnly, BadInput, BadJson, NotFound, Overloaded, RateLimited, Unauthenticated,
 };
-use crate::ratelimit::Class;
+use crate::ratelimit::{Class, Client};
 use crate::sessions::{self, ClientInfo, LoginError, TokenPair};
 use crate::state::AppState;
 
@@ -47,8 +47,18 @@ fn missing(field: &str) -> FieldError {
     FieldError::new(field, "required", format!("{field} is required"))
 }
 
-/// The token response: JSON body, refresh cookie, `Cache-Control: no-store`.
-fn token_response(state: &AppState, jar: CookieJar, pair: TokenPair) -> Response {
+/// The token response: JSON body, refresh cookie, `Cache-Control: no-store`;
+/// after a login also the device cookie.
+fn token_response(state: &AppState, jar: CookieJar, pair: TokenPair, client: &Client) -> Response {
+    let jar = match pair.device {
+        Some(device) => cookie::set_device(
+            jar,
+            device,
+            i64::try_from(state.limits.device_ttl().as_secs()).unwrap_or(i64::MAX),
+            client.needs_secure_cookie(state.config.cookie_secure),
+        ),
+        None => jar,
+    };
     let jar = cookie::set_refresh(
         jar,
         &pair.refresh_token,
@@ -67,9 +77,9 @@ fn token_response(state: &AppState, jar: CookieJar, pair: TokenPair) -> Response
     res
 }
 
-fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
+fn client_info(client: &Client, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
-        ip: ip.0.map(|ip| ip.to_string()),
+        ip: client.ip.map(|ip| ip.to_string()),
         user_agent: user_agent(headers),
     }
 }
@@ -79,7 +89,10 @@ fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
 /// Returns an access token, a refresh token (also set as an `HttpOnly`
 /// cookie scoped to `/auth`) and the user id. Unknown emails and wrong
 /// passwords get the same answer in the same time. An unverified account
-/// gets `email_not_verified`, only after a correct password.
+/// gets `email_not_verified`, only after a correct password. Failures
+/// delay further tries of this account from this client (429 with
+/// `Retry-After`); a successful login also sets the `gatehouse_device`
+/// cookie, which keeps this browser out of other clients' delays.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
@@ -87,6 +100,7 @@ fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
         (status = 200, description = "Logged in. `Cache-Control: no-store`; sets the refresh cookie.", body = TokenResponse),
         BadJson,
         RateLimited,
+        Overloaded,
         (status = 401, description = "`invalid_credentials`.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`email_not_verified` or `account_disabled` (only after a correct password).", body = Problem, content_type = "application/problem+json"),
     ),
@@ -94,7 +108,7 @@ fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
 )]
 async fn login(
     State(state): State<AppState>,
-    ip: ClientIp,
+    client: Client,
     headers: HeaderMap,
     jar: CookieJar,
     ApiJson(body): ApiJson<LoginRequest>,
@@ -113,10 +127,11 @@ async fn login(
         &state,
         &body.email,
         body.password,
-        client_info(ip, &headers),
+        client_info(&client, &headers),
+        &client,
     )
     .await?;
-    Ok(token_response(&state, jar, pair))
+    Ok(token_response(&state, jar, pair, &client))
 }
 
 /// OAuth2 token request (RFC 6749 §4.3 and §6), form-encoded.
@@ -177,12 +192,13 @@ fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Re
         (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`.", body = OAuthError),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
         RateLimited,
+        Overloaded,
     ),
     security(())
 )]
 async fn token(
     State(state): State<AppState>,
-    ip: ClientIp,
+    client: Client,
     headers: HeaderMap,
     jar: CookieJar,
     body: axum::body::Bytes,
@@ -218,7 +234,8 @@ async fn token(
                     "username and password are required",
                 );
             };
-            match sessions::login(&state, &username, password, client_info(ip, &headers)).await {
+            let info = client_info(&client, &headers);
+            match sessions::login(&state, &username, password, info, &client).await {
                 Ok(pair) => Ok(pair),
                 Err(LoginError::InvalidCredentials) => {
                     return oauth_error(
@@ -252,7 +269,12 @@ async fn token(
                     "refresh_token is required",
                 );
             };
-            match sessions::refresh(&state, &token, ip.text()).await {
+            // The same budget as `/auth/refresh` (issue 11, item 10).
+            if let Err(e) = state.limits.hit_ip(Class::RefreshIp, client.ip).await {
+                return e.into_response();
+            }
+            let ip = client.ip.map(|ip| ip.to_string());
+            match sessions::refresh(&state, &token, ip).await {
                 Ok(pair) => Ok(pair),
                 Err(sessions::RefreshError::Other(e)) => Err(e),
                 Err(_) => {
@@ -280,7 +302,7 @@ async fn token(
         }
     };
     match result {
-        Ok(pair) => token_response(&state, jar, pair),
+        Ok(pair) => token_response(&state, jar, pair, &client),
         Err(e) => e.into_response(),
     }
 }
@@ -314,12 +336,12 @@ pub struct RefreshRequest {
 )]
 async fn refresh(
     State(state): State<AppState>,
-    ip: ClientIp,
+    client: Client,
     headers: HeaderMap,
     jar: CookieJar,
     OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> ApiResult<Response> {
-    state.limits.hit_ip(Class::RefreshIp, ip.0).await?;
+    state.limits.hit_ip(Class::RefreshIp, client.ip).await?;
     let token = match body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty()) {
         Some(token) => token,
         None => {
@@ -330,8 +352,8 @@ async fn refresh(
             token
         }
     };
-    let pair = sessions::refresh(&state, &token, ip.text()).await?;
-    Ok(token_response(&state, jar, pair))
+    let pair = sessions::refresh(&state, &token, client.ip.map(|ip| ip.to_string())).await?;
+    Ok(token_response(&state, jar, pair, &client))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

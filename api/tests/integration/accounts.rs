@@ -315,3 +315,120 @@ async fn resend_is_always_202_with_cooldown_and_cap() {
         .await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+/// Issue 11, item 1: `/auth/verify` with a wrong code gave any verified
+/// account's profile (role included) and 400 only for unknown emails. Now
+/// a wrong code answers the same 400 body for verified, unverified and
+/// unknown accounts, changes nothing, and the right code of a verified
+/// account still answers 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_1_wrong_code_for_verified_account_is_400() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use gatehouse_shared::domain::Role;
+    use gatehouse_shared::schema::{audit_events, email_verifications};
+
+    // Many requests on a few accounts: the per-account limit is not the subject.
+    let app = TestApp::spawn_with(&[("rate-limits", "off")]).await;
+    // A verified admin without a code row, a user verified by code (its
+    // code spent), an unverified user with a live code, and no account.
+    app.insert_user("root@example.com", Role::Admin, true).await;
+    let by_code = signup_id(&app, "bycode@example.com").await;
+    app.issue_verification(by_code, "246810", &"f".repeat(64), Duration::minutes(15))
+        .await;
+    let ok = app
+        .post(
+            "/auth/verify",
+            json!({"email": "bycode@example.com", "code": "246810"}),
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let pending = signup_id(&app, "pending@example.com").await;
+    app.issue_verification(pending, "135790", &"g".repeat(64), Duration::minutes(15))
+        .await;
+
+    let mut bodies = Vec::new();
+    for email in [
+        "root@example.com",
+        "bycode@example.com",
+        "pending@example.com",
+        "nobody@example.com",
+    ] {
+        let res = app
+            .post("/auth/verify", json!({"email": email, "code": "000000"}))
+            .await;
+        let body = problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+        assert!(
+            body.get("role").is_none() && body.get("id").is_none(),
+            "{body}"
+        );
+        bodies.push((email, body));
+    }
+    for (email, body) in &bodies[1..] {
+        assert_eq!(body, &bodies[0].1, "{email} answers differently");
+    }
+
+    // Side effects: the unverified code lost one attempt and nobody was
+    // verified by a wrong code; one audit event per real verification.
+    let mut conn = app.db.conn().await;
+    let attempts: i32 = email_verifications::table
+        .find(pending)
+        .select(email_verifications::attempts)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1);
+    let pending_user = gatehouse_shared::models::User::find(&mut conn, pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!pending_user.is_verified);
+
+    // Verifying twice with the right code stays harmless: 200, no second event.
+    let again = app
+        .post(
+            "/auth/verify",
+            json!({"email": "bycode@example.com", "code": "246810"}),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let v: Value = again.json().await.unwrap();
+    assert_eq!(v["id"], by_code.to_string());
+    app.flush_audit().await;
+    let events: i64 = audit_events::table
+        .filter(audit_events::action.eq("email_verified"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+
+    // Timing: each path runs the same statements. A loose bound (the
+    // machine is shared): no path's median is over 3x another's + 20 ms.
+    let mut medians = Vec::new();
+    for email in [
+        "root@example.com",
+        "pending@example.com",
+        "nobody@example.com",
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..9 {
+            let start = std::time::Instant::now();
+            let res = app
+                .post("/auth/verify", json!({"email": email, "code": "999999"}))
+                .await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            times.push(start.elapsed());
+        }
+        times.sort();
+        medians.push(times[4]);
+    }
+    let (min, max) = (
+        *medians.iter().min().unwrap(),
+        *medians.iter().max().unwrap(),
+    );
+    assert!(
+        max <= min * 3 + std::time::Duration::from_millis(20),
+        "{medians:?}"
+    );
+}

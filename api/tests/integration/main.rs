@@ -25,3 +25,4 @@ mod auth;
 mod authorization;
 mod errors;
 mod openapi;
+mod serving;

@@ -105,6 +105,71 @@ async fn password_change_needs_current_password_and_ends_other_sessions() {
     app.login("pw@example.com", new).await;
 }
 
+/// Issue 11, item 6: wrong `current_password` values on `PATCH /me` were
+/// unlimited (twelve 422s, no 429). They now count against the same
+/// per-account and client budget and soft-lock as login: after the
+/// threshold the next try waits (429 with `Retry-After`, even with the
+/// right password), login from the same client waits too, and the
+/// password is unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_6_current_password_guesses_hit_the_login_soft_lock() {
+    let app = TestApp::spawn_with(&[
+        ("login-lockout-threshold", "3"),
+        ("login-lockout-base", "1m"),
+    ])
+    .await;
+    let t = app.logged_in("guess@example.com").await;
+    let new = "a brand new passphrase";
+    for i in 0..3 {
+        let res = app
+            .patch_auth(
+                "/me",
+                &t.access,
+                json!({"password": new, "current_password": format!("guess number {i}")}),
+            )
+            .await;
+        let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], "current_password");
+    }
+    let res = app
+        .patch_auth(
+            "/me",
+            &t.access,
+            json!({"password": new, "current_password": PASSWORD}),
+        )
+        .await;
+    assert!(res.headers().contains_key("retry-after"));
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Same account, same client: login waits as well.
+    let res = app
+        .post(
+            "/auth/login",
+            json!({"email": "guess@example.com", "password": PASSWORD}),
+        )
+        .await;
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Nothing changed: the old password is still the stored one.
+    let mut conn = app.db.conn().await;
+    let user = gatehouse_shared::models::User::find(&mut conn, t.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let still = gatehouse_shared::domain::Password::candidate(PASSWORD.to_owned()).unwrap();
+    assert!(
+        app.state
+            .hasher
+            .verify(&still, &user.password_hash)
+            .await
+            .unwrap()
+            .ok
+    );
+    // Names can still be changed: only password checks are limited.
+    let res = app
+        .patch_auth("/me", &t.access, json!({"first_name": "Ada"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 // ---- `DELETE /me` (issue 13 item 4) and `current_password` against the
 // login budget (item 5).
 

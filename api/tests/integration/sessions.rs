@@ -18,7 +18,15 @@ async fn login_returns_tokens_cookie_and_no_store() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-store");
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    // The refresh cookie (the device cookie of the login soft-lock is the
+    // other Set-Cookie; their order is not fixed).
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("gatehouse_refresh="))
+        .unwrap();
     for part in [
         "gatehouse_refresh=",
         "HttpOnly",

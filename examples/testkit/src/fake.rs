@@ -1,5 +1,5 @@
 //! A stand-in for Gatehouse, in process, that follows the public contract
-//! the apps rely on (plan/DESIGN.md §2-4, PRODUCT.md "Tokens for other
+//! the apps rely on (docs/tokens.md, PRODUCT.md "Tokens for other
 //! services"): EdDSA access tokens (`typ: at+jwt`, `kid`) from its own
 //! Ed25519 key, `/.well-known/jwks.json`, the revocation feed over HTTP and
 //! on Redis (`{ns}:revocations`), and the account endpoints the chat page

@@ -1,5 +1,5 @@
 //! Test support: a tiny in-process server speaking Gatehouse's public
-//! contract (JWKS and revocation feed; DESIGN.md sections 2-3), Ed25519 keys
+//! contract (JWKS and revocation feed; docs/tokens.md), Ed25519 keys
 //! to sign tokens with, Redis helpers and a private redis-server.
 //!
 //! The server stands in for Gatehouse until its side lands; the verifier is
@@ -294,7 +294,7 @@ async fn jwks(State(state): State<Arc<FakeState>>, headers: HeaderMap) -> Respon
         .into_response()
 }
 
-/// `GET /.well-known/revocations?since=<cursor>`, as DESIGN.md section 3
+/// `GET /.well-known/revocations?since=<cursor>`, as docs/tokens.md describes
 /// says, in pages of at most `page_size` items.
 async fn revocations(State(state): State<Arc<FakeState>>, Query(q): Query<FeedQuery>) -> Response {
     state.feed_sinces.lock().unwrap().push_back(q.since);
