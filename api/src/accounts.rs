@@ -91,6 +91,31 @@ pub async fn create_admin(
     }
 }
 
+/// `gatehouse-api admin create`: [`create_admin`] with its audit event
+/// (`signup`, actor "cli", role admin) in the same transaction. `false` when
+/// the email is taken (nothing written).
+pub async fn create_admin_from_cli(
+    conn: &mut AsyncPgConnection,
+    email: Email,
+    hash: String,
+) -> ApiResult<bool> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if !create_admin(conn, email.clone(), hash).await? {
+            return Ok(false);
+        }
+        let user = User::find_by_email(conn, &email)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("admin vanished after insert")))?;
+        AuditEvent::new(AuditAction::Signup)
+            .subject(user.id)
+            .details(serde_json::json!({"actor": "cli", "role": "admin"}))
+            .insert(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
 /// `BOOTSTRAP_ADMIN_EMAIL` + `BOOTSTRAP_ADMIN_PASSWORD`: create a verified
 /// admin at startup if that email has no account.
 pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {

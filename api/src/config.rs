@@ -30,26 +30,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (the default).
     Serve,
-    /// Operator commands that act on the database directly.
+    /// Operator commands on the database (need only DATABASE_URL; see
+    /// `gatehouse-api admin --help`).
+    Admin(crate::cli::AdminArgs),
+    /// Configuration: `config check` validates every setting and reaches
+    /// PostgreSQL, Redis and SMTP.
     #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// Create a verified admin account.
-    Create {
-        #[arg(long)]
-        email: String,
-        /// The password; prefer the environment variable to keep it out of shell history.
-        #[arg(long, env = "GATEHOUSE_ADMIN_PASSWORD", hide_env_values = true)]
-        password: String,
-    },
-    /// Give an existing account the admin role.
-    Promote {
-        #[arg(long)]
-        email: String,
-    },
+    Config(crate::cli::ConfigCommand),
+    /// Print the OpenAPI document (JSON) and exit; needs no configuration.
+    Openapi,
 }
 
 /// `JWT_SECRET` (shared by both binaries).
@@ -80,7 +69,12 @@ pub struct ApiConfig {
     pub log: LogArgs,
 
     /// Address the HTTP server listens on.
-    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "API_ADDR",
+        default_value = "0.0.0.0:8000"
+    )]
     pub api_addr: SocketAddr,
 
     /// `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWKS_MAX_AGE`, `KEY_REFRESH_INTERVAL`.
@@ -90,6 +84,7 @@ pub struct ApiConfig {
     /// /.well-known/jwks.json) or `HS256` (JWT_SECRET; one-service setups).
     #[arg(
         long,
+        help_heading = "Tokens",
         env = "JWT_ALGORITHM",
         value_enum,
         default_value = "EdDSA",
@@ -97,64 +92,79 @@ pub struct ApiConfig {
     )]
     pub jwt_algorithm: SigningAlgorithm,
     /// `client_id` claim of access tokens (RFC 9068).
-    #[arg(long, env = "JWT_CLIENT_ID", default_value = "gatehouse")]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "JWT_CLIENT_ID",
+        default_value = "gatehouse"
+    )]
     pub jwt_client_id: String,
     /// Public base URL of this API (absolute URLs in discovery documents).
-    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
+    #[arg(long, help_heading = "Server", env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
     pub public_url: String,
     /// `iss` claim of issued tokens.
-    #[arg(long, env = "JWT_ISSUER", default_value = "gatehouse")]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "JWT_ISSUER",
+        default_value = "gatehouse"
+    )]
     pub jwt_issuer: String,
     /// `aud` claim of issued tokens.
-    #[arg(long, env = "JWT_AUDIENCE", default_value = "gatehouse")]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "JWT_AUDIENCE",
+        default_value = "gatehouse"
+    )]
     pub jwt_audience: String,
     /// Absolute lifetime of a session and its refresh tokens.
-    #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Tokens", env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
     /// Window in which the parent of the current refresh token still
     /// returns the current one (two tabs refreshing at once).
-    #[arg(long, env = "REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Tokens", env = "REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub refresh_reuse_grace: Duration,
 
     /// Refuse login until the email is verified.
-    #[arg(long, env = "REQUIRE_VERIFIED_LOGIN", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, help_heading = "Accounts", env = "REQUIRE_VERIFIED_LOGIN", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
     pub require_verified_login: bool,
     /// Mark the refresh cookie `Secure` (set false only for local http).
-    #[arg(long, env = "COOKIE_SECURE", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, help_heading = "Server", env = "COOKIE_SECURE", default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
     pub cookie_secure: bool,
     /// Largest accepted request body.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    #[arg(long, help_heading = "Server", env = "MAX_BODY_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
     pub max_body_bytes: u64,
     /// Requests taking longer are answered 408.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Server", env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Redis-backed rate limits (`on` | `off`; off only for benchmarks).
-    #[arg(long, env = "RATE_LIMITS", default_value = "on", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMITS", default_value = "on", value_parser = parse_bool, action = ArgAction::Set)]
     pub rate_limits: bool,
     /// Login attempts per client IP.
-    #[arg(long, env = "RATE_LIMIT_LOGIN_IP", default_value = "30/1m", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_LOGIN_IP", default_value = "30/1m", value_parser = Rule::parse)]
     pub rate_limit_login_ip: Rule,
     /// Login attempts per account (email) and client (known device, or IP).
-    #[arg(long, env = "RATE_LIMIT_LOGIN_ACCOUNT", default_value = "10/1m", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_LOGIN_ACCOUNT", default_value = "10/1m", value_parser = Rule::parse)]
     pub rate_limit_login_account: Rule,
     /// Failed logins per account from all clients; over it only known
     /// devices may log in until the window ends (ASVS 6.3.1: 100 an hour).
-    #[arg(long, env = "RATE_LIMIT_LOGIN_ACCOUNT_CEILING", default_value = "100/1h", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_LOGIN_ACCOUNT_CEILING", default_value = "100/1h", value_parser = Rule::parse)]
     pub rate_limit_login_account_ceiling: Rule,
     /// Signups per client IP.
-    #[arg(long, env = "RATE_LIMIT_SIGNUP_IP", default_value = "20/1h", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_SIGNUP_IP", default_value = "20/1h", value_parser = Rule::parse)]
     pub rate_limit_signup_ip: Rule,
     /// Verification attempts per account.
-    #[arg(long, env = "RATE_LIMIT_VERIFY_ACCOUNT", default_value = "10/15m", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_VERIFY_ACCOUNT", default_value = "10/15m", value_parser = Rule::parse)]
     pub rate_limit_verify_account: Rule,
     /// Verification attempts per client IP.
-    #[arg(long, env = "RATE_LIMIT_VERIFY_IP", default_value = "30/15m", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_VERIFY_IP", default_value = "30/15m", value_parser = Rule::parse)]
     pub rate_limit_verify_ip: Rule,
     /// Resend requests per account.
-    #[arg(long, env = "RATE_LIMIT_RESEND_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_RESEND_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
     pub rate_limit_resend_account: Rule,
     /// Refreshes per client IP.
-    #[arg(long, env = "RATE_LIMIT_REFRESH_IP", default_value = "120/1m", value_parser = Rule::parse)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_REFRESH_IP", default_value = "120/1m", value_parser = Rule::parse)]
     pub rate_limit_refresh_ip: Rule,
     /// Password-reset requests (`forgot`) per client IP.
     #[arg(long, env = "RATE_LIMIT_FORGOT_IP", default_value = "20/1h", value_parser = Rule::parse)]
@@ -163,68 +173,94 @@ pub struct ApiConfig {
     #[arg(long, env = "RATE_LIMIT_FORGOT_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
     pub rate_limit_forgot_account: Rule,
     /// Consecutive failed logins on one account before delays start.
-    #[arg(long, env = "LOGIN_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    #[arg(
+        long,
+        help_heading = "Limits",
+        env = "LOGIN_LOCKOUT_THRESHOLD",
+        default_value_t = 5
+    )]
     pub login_lockout_threshold: u64,
     /// First delay after the threshold; doubles with each further failure.
-    #[arg(long, env = "LOGIN_LOCKOUT_BASE", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "LOGIN_LOCKOUT_BASE", default_value = "2s", value_parser = parse_duration)]
     pub login_lockout_base: Duration,
     /// Longest delay (the soft lock never lasts longer).
-    #[arg(long, env = "LOGIN_LOCKOUT_MAX", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "LOGIN_LOCKOUT_MAX", default_value = "5m", value_parser = parse_duration)]
     pub login_lockout_max: Duration,
     /// How long a device stays known (its login soft-lock is its own)
     /// after a successful login.
-    #[arg(long, env = "LOGIN_DEVICE_TTL", default_value = "90d", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "LOGIN_DEVICE_TTL", default_value = "90d", value_parser = parse_duration)]
     pub login_device_ttl: Duration,
     /// Deadline of one rate-limiter call to Redis; past it the per-process
     /// limiter decides.
-    #[arg(long, env = "RATE_LIMIT_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
     pub rate_limit_redis_timeout: Duration,
     /// Consecutive failed rate-limiter calls that open the circuit breaker.
-    #[arg(long, env = "RATE_LIMIT_BREAKER_FAILURES", default_value_t = 3)]
+    #[arg(
+        long,
+        help_heading = "Limits",
+        env = "RATE_LIMIT_BREAKER_FAILURES",
+        default_value_t = 3
+    )]
     pub rate_limit_breaker_failures: u32,
     /// How long the open breaker skips Redis before one call probes it.
-    #[arg(long, env = "RATE_LIMIT_BREAKER_COOLDOWN", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_BREAKER_COOLDOWN", default_value = "5s", value_parser = parse_duration)]
     pub rate_limit_breaker_cooldown: Duration,
     /// Most keys the per-process fallback limiter keeps.
-    #[arg(long, env = "RATE_LIMIT_FALLBACK_KEYS", default_value_t = 100_000)]
+    #[arg(
+        long,
+        help_heading = "Limits",
+        env = "RATE_LIMIT_FALLBACK_KEYS",
+        default_value_t = 100_000
+    )]
     pub rate_limit_fallback_keys: usize,
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is trusted.
     #[arg(
         long,
+        help_heading = "Server",
         env = "TRUSTED_PROXIES",
         value_delimiter = ',',
         default_value = ""
     )]
     pub trusted_proxies: Vec<String>,
     /// Comma-separated origins allowed by CORS and cookie-authenticated POSTs.
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "", value_parser = parse_origin_list)]
+    #[arg(long, help_heading = "Server", env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "", value_parser = parse_origin_list)]
     pub cors_allowed_origins: Vec<String>,
 
     /// Concurrent password hashes (defaults to the number of cores).
-    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY")]
+    #[arg(long, help_heading = "Accounts", env = "PASSWORD_HASH_CONCURRENCY")]
     pub password_hash_concurrency: Option<usize>,
     /// Password hashes waiting or running at once (default 64 per hashing
     /// thread: about 1 s of backlog at release-build speed); beyond it,
     /// 503 `overloaded` with `Retry-After`.
-    #[arg(long, env = "PASSWORD_HASH_QUEUE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, help_heading = "Accounts", env = "PASSWORD_HASH_QUEUE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub password_hash_queue: Option<u64>,
     /// Scheduling priority (nice, 0..=19) of the hashing threads: above 0,
     /// request handling runs first and a login flood only gets the CPU
     /// time left over. 0 leaves them at the process's priority.
-    #[arg(long, env = "PASSWORD_HASH_NICE", default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[arg(long, help_heading = "Accounts", env = "PASSWORD_HASH_NICE", default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub password_hash_nice: i32,
     /// Minimum time between two verification emails of one account.
-    #[arg(long, env = "VERIFY_RESEND_COOLDOWN", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Limits", env = "VERIFY_RESEND_COOLDOWN", default_value = "60s", value_parser = parse_duration)]
     pub verify_resend_cooldown: Duration,
     /// Verification emails per account per hour.
-    #[arg(long, env = "VERIFY_RESEND_HOURLY_CAP", default_value_t = 5)]
+    #[arg(
+        long,
+        help_heading = "Limits",
+        env = "VERIFY_RESEND_HOURLY_CAP",
+        default_value_t = 5
+    )]
     pub verify_resend_hourly_cap: usize,
 
     /// Create this verified admin at startup if the email has no account.
-    #[arg(long, env = "BOOTSTRAP_ADMIN_EMAIL")]
+    #[arg(long, help_heading = "Accounts", env = "BOOTSTRAP_ADMIN_EMAIL")]
     pub bootstrap_admin_email: Option<String>,
     /// Password of the bootstrap admin.
-    #[arg(long, env = "BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        help_heading = "Accounts",
+        env = "BOOTSTRAP_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
     pub bootstrap_admin_password: Option<String>,
 
     /// Connection limits of the HTTP server (see `crate::server`).
@@ -239,21 +275,21 @@ pub struct ApiConfig {
 pub struct ServingArgs {
     /// A client must send a request's complete headers within this time
     /// (also the longest wait for the first request of a new connection).
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Server", env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this time.
-    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Server", env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Open connections at most; further clients wait in the listen backlog.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, help_heading = "Server", env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Largest total size of a request's headers (names + values); larger
     /// requests get a problem+json 431.
-    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1024..=262_144))]
+    #[arg(long, help_heading = "Server", env = "MAX_HEADER_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1024..=262_144))]
     pub max_header_bytes: u32,
     /// Serve `/metrics` on this address instead of the API's (keep it off
     /// the public network). Unset: `/metrics` is on API_ADDR.
-    #[arg(long, env = "METRICS_ADDR")]
+    #[arg(long, help_heading = "Server", env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 }
 

@@ -73,11 +73,17 @@ impl FieldErrors {
 pub struct Problem {
     /// A URI naming the problem type: `urn:gatehouse:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:gatehouse:problem:invalid_token")]
     pub type_: String,
+    #[schema(example = "Unauthorized")]
     pub title: String,
+    /// The HTTP status code, repeated.
+    #[schema(example = 401, minimum = 400, maximum = 599)]
     pub status: u16,
+    #[schema(example = "The access token is missing, invalid or expired.")]
     pub detail: String,
     /// Stable machine-readable code, e.g. `email_taken`.
+    #[schema(example = "invalid_token")]
     pub code: String,
     /// Present on validation failures: every invalid or missing field.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,69 +1,93 @@
 use std::process::ExitCode;
 
-use gatehouse_api::config::{AdminCommand, Cli, Command};
-use gatehouse_shared::domain::{Email, Password};
+use gatehouse_api::cli::{AdminCli, ConfigCli, ConfigCommand};
+use gatehouse_api::config::{Cli, Command};
 
 fn main() -> ExitCode {
     gatehouse_shared::config::load_dotenv();
     // `healthcheck` needs no configuration: it is the container probe.
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return gatehouse_shared::process::healthcheck("API_ADDR", "0.0.0.0:8000", "/health/live");
+    // `admin` and `config` are parsed on their own, so they require only
+    // what they use (`admin`: DATABASE_URL) and can report bad settings.
+    match std::env::args().nth(1).as_deref() {
+        Some("healthcheck") => {
+            return gatehouse_shared::process::healthcheck(
+                "API_ADDR",
+                "0.0.0.0:8000",
+                "/health/live",
+            );
+        }
+        Some("admin") => {
+            let cli: AdminCli = parse_tail();
+            return gatehouse_shared::process::block_on_main(
+                "gatehouse-api admin",
+                gatehouse_api::cli::run_admin(cli.args),
+            );
+        }
+        Some("openapi") => {
+            // The document of this build, for linters and client
+            // generators: no configuration, no services.
+            println!("{}", gatehouse_api::openapi_json());
+            return ExitCode::SUCCESS;
+        }
+        Some("config") => {
+            let cli: ConfigCli = parse_tail();
+            return config(cli.command);
+        }
+        _ => {}
     }
     let cli: Cli = gatehouse_shared::config::parse_or_exit();
-    gatehouse_shared::telemetry::init(&cli.config.log);
-    gatehouse_shared::process::block_on_main("gatehouse-api", run(cli))
+    match cli.command {
+        // Reached only with options before the subcommand.
+        Some(Command::Admin(args)) => gatehouse_shared::process::block_on_main(
+            "gatehouse-api admin",
+            gatehouse_api::cli::run_admin(args),
+        ),
+        Some(Command::Config(cmd)) => config(cmd),
+        Some(Command::Openapi) => {
+            println!("{}", gatehouse_api::openapi_json());
+            ExitCode::SUCCESS
+        }
+        None | Some(Command::Serve) => {
+            gatehouse_shared::telemetry::init(&cli.config.log);
+            gatehouse_shared::process::block_on_main("gatehouse-api", serve(cli))
+        }
+    }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Parse `gatehouse-api <sub> …` with the subcommand's own parser.
+fn parse_tail<T: clap::Parser>() -> T {
+    let args = std::env::args_os().skip(2);
+    match T::try_parse_from(std::iter::once("gatehouse-api".into()).chain(args)) {
+        Ok(v) => v,
+        Err(e) => e.exit(),
+    }
+}
+
+fn config(cmd: ConfigCommand) -> ExitCode {
+    match cmd {
+        ConfigCommand::Check => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(gatehouse_api::cli::config_check()),
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let addr = cli.config.api_addr;
     gatehouse_shared::db::run_migrations(&cli.config.db.database_url).await?;
     let state = gatehouse_api::build_state(cli.config).await?;
-    match cli.command {
-        None | Some(Command::Serve) => {
-            gatehouse_api::accounts::bootstrap_admin(&state).await?;
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(%addr, "gatehouse-api listening");
-            gatehouse_api::serve(
-                state,
-                listener,
-                gatehouse_shared::process::shutdown_signal(),
-            )
-            .await?;
-            tracing::info!("gatehouse-api stopped");
-            Ok(())
-        }
-        Some(Command::Admin(cmd)) => admin(&state, cmd).await,
-    }
-}
-
-/// Operator commands: `admin create` and `admin promote`.
-async fn admin(state: &gatehouse_api::state::AppState, cmd: AdminCommand) -> anyhow::Result<()> {
-    match cmd {
-        AdminCommand::Create { email, password } => {
-            let email =
-                Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
-            let password = Password::parse(password, Some(&email))
-                .map_err(|e| anyhow::anyhow!("--password: {}", e.message()))?;
-            let hash = state.hasher.hash(&password).await?;
-            let mut conn = state.db.get().await?;
-            let created = gatehouse_api::accounts::create_admin(&mut conn, email.clone(), hash)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-            anyhow::ensure!(
-                created,
-                "an account with email {email} already exists (use `admin promote`)"
-            );
-            println!("created admin {email}");
-        }
-        AdminCommand::Promote { email } => {
-            let email =
-                Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
-            gatehouse_api::users::promote(state, &email)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.detail))?
-                .ok_or_else(|| anyhow::anyhow!("no account with email {email}"))?;
-            println!("promoted {email} to admin");
-        }
-    }
+    gatehouse_api::accounts::bootstrap_admin(&state).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "gatehouse-api listening");
+    gatehouse_api::serve(
+        state,
+        listener,
+        gatehouse_shared::process::shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("gatehouse-api stopped");
     Ok(())
 }

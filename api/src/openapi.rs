@@ -1,9 +1,7 @@
 //! The OpenAPI 3.1 document: metadata and security schemes. Paths come from
 //! the `routes!` registrations, so the routes and the docs cannot drift.
 
-use utoipa::openapi::security::{
-    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
-};
+use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
@@ -13,8 +11,11 @@ use crate::error::{FieldError, Problem};
     info(
         title = "Gatehouse",
         description = "User management and authentication: signup, email verification, JWT access and refresh tokens with rotation, roles and administration.\n\nAll errors are RFC 9457 `application/problem+json` bodies with a stable `code`.",
-        license(name = "MIT")
+        license(name = "MIT", identifier = "MIT")
     ),
+    // Relative: the document is served by the API it describes, so tools
+    // resolve it against wherever they fetched it (any PUBLIC_URL).
+    servers((url = "/", description = "This Gatehouse instance")),
     modifiers(&SecurityAddon),
     // Referenced by the response sets of `crate::http::responses`.
     components(schemas(Problem, FieldError)),
@@ -34,21 +35,16 @@ struct SecurityAddon;
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+        // One scheme: OAuth2's password flow is what Swagger UI's Authorize
+        // dialog needs (email + password, no pasting), and its tokens are
+        // sent as `Authorization: Bearer`, which every client also accepts
+        // for a token obtained elsewhere.
         components.add_security_scheme(
             "oauth2",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/auth/token",
-                Scopes::new(),
-            ))])),
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::new("/auth/token", Scopes::new()))],
+                "Log in with the account's email as `username`; the access token is then sent as `Authorization: Bearer <token>`.",
+            )),
         );
     }
 }

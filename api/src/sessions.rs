@@ -3,7 +3,7 @@
 //! is one refresh-token family.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gatehouse_shared::domain::{Email, Password};
 use gatehouse_shared::models::revocation::token_iat;
 use gatehouse_shared::models::{AuditAction, AuditEvent, NewSession, Session, User};
@@ -527,4 +527,20 @@ pub async fn revoke_all(
             .details(json!({"scope": "all", "kept": keep, "sessions_revoked": ended.len()})),
     );
     Ok(ended.len())
+}
+
+/// `gatehouse-api admin sessions revoke --user`: end every session of a
+/// user, with a `logout_all` event (actor "cli") in the same transaction.
+/// Returns how many sessions ended.
+pub async fn revoke_all_from_cli(conn: &mut AsyncPgConnection, user_id: Uuid) -> ApiResult<usize> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let ended = Session::end_all_for_user(conn, user_id, None, "revoked_by_cli").await?;
+        AuditEvent::new(AuditAction::LogoutAll)
+            .subject(user_id)
+            .details(json!({"actor": "cli", "sessions_revoked": ended.len()}))
+            .insert(conn)
+            .await?;
+        Ok(ended.len())
+    })
+    .await
 }

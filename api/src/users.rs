@@ -138,10 +138,9 @@ pub async fn update_user(
 }
 
 /// `gatehouse-api admin promote`: give an existing account the admin role,
-/// with its audit event (no actor: the operator at the console). Returns
-/// `None` when no account has this email.
-pub async fn promote(state: &AppState, email: &Email) -> ApiResult<Option<User>> {
-    let mut conn = state.db.get().await?;
+/// with its audit event (actor "cli": the operator at the console).
+/// Returns `None` when no account has this email.
+pub async fn promote(conn: &mut AsyncPgConnection, email: &Email) -> ApiResult<Option<User>> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         let Some(found) = User::find_by_email(conn, email).await? else {
             return Ok(None);
@@ -156,10 +155,26 @@ pub async fn promote(state: &AppState, email: &Email) -> ApiResult<Option<User>>
     .await
 }
 
+/// `gatehouse-api admin users verify`: mark the email verified, with a
+/// `user_updated` event (actor "cli"), as an admin's PATCH would.
+pub async fn verify_from_cli(conn: &mut AsyncPgConnection, id: Uuid) -> ApiResult<User> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let before = User::lock(conn, id).await?.ok_or_else(not_found)?;
+        let update = UserUpdate {
+            is_verified: Some(true),
+            ..Default::default()
+        };
+        apply(conn, None, before, update, None).await
+    })
+    .await
+}
+
 /// Write the fields of `update` that differ from `before`, with one
 /// `user_updated` event naming them (old and new values of email, role and
 /// verification), in the caller's transaction. Authorization and the
 /// last-admin rule are the caller's.
+/// `actor` is `None` for the operator's CLI: the event's details then say
+/// `"actor": "cli"`.
 async fn apply(
     conn: &mut AsyncPgConnection,
     actor: Option<Uuid>,
@@ -233,6 +248,9 @@ async fn apply(
         .ok_or_else(not_found)?;
     details.insert("fields".into(), json!(fields));
     let ip_copy = ip.clone();
+    if actor.is_none() {
+        details.insert("actor".into(), json!("cli"));
+    }
     let mut event = AuditEvent::new(AuditAction::UserUpdated)
         .subject(before.id)
         .ip(ip)

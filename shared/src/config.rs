@@ -31,27 +31,29 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
 pub struct DatabaseArgs {
-    /// PostgreSQL connection URL.
+    /// PostgreSQL connection URL, e.g. `postgres://gatehouse:secret@localhost/gatehouse`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Maximum connections in the pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
-    /// How long a request waits for a pooled connection before a 503.
+    /// How long to wait for a pooled connection before giving up.
     #[arg(long, env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub db_pool_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Redis")]
 pub struct RedisArgs {
-    /// Redis connection URL (queue, rate limits).
+    /// Redis connection URL, e.g. `redis://localhost:6379`.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
-    /// Prefix of every Redis key Gatehouse writes (queues, rate limits).
+    /// Prefix of every Redis key Gatehouse reads or writes; the same in both binaries.
     #[arg(long, env = "REDIS_NAMESPACE", default_value = "gatehouse")]
     pub redis_namespace: String,
-    /// Redis response timeout; generous so a load spike is not fatal.
+    /// How long to wait for a Redis reply; generous, so a load spike is not fatal.
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub redis_response_timeout: Duration,
 }
@@ -63,8 +65,9 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
 pub struct LogArgs {
-    /// Log output format.
+    /// Log output format: one JSON object per line, or human-readable text.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info,gatehouse_api=debug`.
@@ -103,20 +106,22 @@ impl std::fmt::Debug for JwtSecret {
 /// Token and signing-key settings both binaries need: the API signs and
 /// serves keys, the worker rotates them and trims the revocation feed.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Tokens")]
 pub struct TokenArgs {
-    /// Master secret (at least 32 bytes): the HS256 key, and the key that
-    /// encrypts the EdDSA private keys stored in PostgreSQL.
+    /// Master secret (at least 32 bytes), the same in both binaries: it
+    /// encrypts the signing keys stored in PostgreSQL and keys the hashes of
+    /// emailed codes.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = JwtSecret::parse)]
     pub jwt_secret: JwtSecret,
-    /// Lifetime of access tokens.
+    /// Lifetime of access tokens (also how long revoked sessions stay on the feed).
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
-    /// `Cache-Control: max-age` of `/.well-known/jwks.json`. A new key is
+    /// How long clients may cache the public keys (JWKS); a new key is
     /// published at least this long (plus one refresh period) before it signs.
     #[arg(long, env = "JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
     pub jwks_max_age: Duration,
-    /// How often each API replica reloads the signing keys (a rotation is
-    /// picked up within this period, without a restart).
+    /// How often API replicas reload the signing keys: a rotated key is
+    /// picked up within this period, without a restart.
     #[arg(long, env = "KEY_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub key_refresh_interval: Duration,
 }

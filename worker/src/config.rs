@@ -35,7 +35,7 @@ fn parse_public_url(s: &str) -> Result<String, String> {
 #[command(
     name = "gatehouse-worker",
     version,
-    about = "Gatehouse background worker: verification emails and the scheduled purge"
+    about = "Gatehouse background worker: sends the emails, purges unverified accounts, rotates signing keys"
 )]
 pub struct WorkerConfig {
     #[command(flatten)]
@@ -46,20 +46,26 @@ pub struct WorkerConfig {
     pub log: LogArgs,
 
     /// Address of the worker's /health and /metrics.
-    #[arg(long, env = "WORKER_ADDR", default_value = "0.0.0.0:9000")]
+    #[arg(
+        long,
+        help_heading = "Worker",
+        env = "WORKER_ADDR",
+        default_value = "0.0.0.0:9000"
+    )]
     pub worker_addr: SocketAddr,
     /// Base URL of emailed links; the link is `{PUBLIC_URL}/verify?token=…`.
-    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
+    #[arg(long, help_heading = "Mail", env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
     pub public_url: String,
     /// How emails leave: `smtp` or `log`.
-    #[arg(long, env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Log)]
+    #[arg(long, help_heading = "Mail", env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Log)]
     pub mail_transport: MailTransport,
     /// `smtp://host:port`, `smtp://user:pass@host:587?tls=required` or `smtps://user:pass@host`.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    #[arg(long, help_heading = "Mail", env = "SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender of every email.
     #[arg(
         long,
+        help_heading = "Mail",
         env = "MAIL_FROM",
         default_value = "Gatehouse <no-reply@gatehouse.local>"
     )]
@@ -72,23 +78,23 @@ pub struct WorkerConfig {
     pub tokens: TokenArgs,
 
     /// Unverified accounts older than this are purged.
-    #[arg(long, env = "UNVERIFIED_TTL", default_value = "48h", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Scheduled jobs", env = "UNVERIFIED_TTL", default_value = "48h", value_parser = parse_duration)]
     pub unverified_ttl: Duration,
     /// Purge schedule: cron with 6 fields, seconds first (hourly by default).
-    #[arg(long, env = "PURGE_SCHEDULE", default_value = "0 0 * * * *", value_parser = parse_schedule)]
+    #[arg(long, help_heading = "Scheduled jobs", env = "PURGE_SCHEDULE", default_value = "0 0 * * * *", value_parser = parse_schedule)]
     pub purge_schedule: String,
     /// Signing-key rotation schedule: cron with 6 fields, seconds first
     /// (monthly by default: the 1st at 03:00 UTC).
-    #[arg(long, env = "KEY_ROTATION_SCHEDULE", default_value = "0 0 3 1 * *", value_parser = parse_schedule)]
+    #[arg(long, help_heading = "Scheduled jobs", env = "KEY_ROTATION_SCHEDULE", default_value = "0 0 3 1 * *", value_parser = parse_schedule)]
     pub key_rotation_schedule: String,
     /// Rows deleted per purge statement (short locks).
-    #[arg(long, env = "PURGE_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    #[arg(long, help_heading = "Scheduled jobs", env = "PURGE_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub purge_batch_size: i64,
     /// Lifetime of the emailed 6-digit code.
-    #[arg(long, env = "VERIFY_CODE_TTL", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Mail", env = "VERIFY_CODE_TTL", default_value = "15m", value_parser = parse_duration)]
     pub verify_code_ttl: Duration,
     /// Lifetime of the emailed link.
-    #[arg(long, env = "VERIFY_LINK_TTL", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Mail", env = "VERIFY_LINK_TTL", default_value = "24h", value_parser = parse_duration)]
     pub verify_link_ttl: Duration,
     /// Lifetime of an emailed password-reset link (single use).
     #[arg(long, env = "PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration)]
@@ -102,31 +108,42 @@ pub struct WorkerConfig {
     pub purge_reminder_lead: Duration,
 
     /// Jobs processed at once per queue.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, help_heading = "Worker", env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub worker_concurrency: u32,
     /// Time limit of one job attempt.
-    #[arg(long, env = "JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Worker", env = "JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub job_timeout: Duration,
     /// In-process retries of a failed attempt (exponential backoff).
-    #[arg(long, env = "JOB_RETRIES", default_value_t = 3)]
+    #[arg(
+        long,
+        help_heading = "Worker",
+        env = "JOB_RETRIES",
+        default_value_t = 3
+    )]
     pub job_retries: usize,
     /// Worker heartbeat; a worker silent for `QUEUE_MISSED_HEARTBEATS`
     /// beats has its in-flight jobs re-queued by the others.
-    #[arg(long, env = "QUEUE_HEARTBEAT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Worker", env = "QUEUE_HEARTBEAT", default_value = "30s", value_parser = parse_duration)]
     pub queue_heartbeat: Duration,
-    #[arg(long, env = "QUEUE_MISSED_HEARTBEATS", default_value_t = 2)]
+    /// Missed heartbeats after which a worker counts as gone.
+    #[arg(
+        long,
+        help_heading = "Worker",
+        env = "QUEUE_MISSED_HEARTBEATS",
+        default_value_t = 2
+    )]
     pub queue_missed_heartbeats: usize,
     /// How often the outbox sweeper relays jobs that are not in Redis yet.
-    #[arg(long, env = "OUTBOX_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Worker", env = "OUTBOX_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub outbox_sweep_interval: Duration,
     /// A relayed job not completed after this long is relayed again.
-    #[arg(long, env = "OUTBOX_REDELIVER_AFTER", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Worker", env = "OUTBOX_REDELIVER_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub outbox_redeliver_after: Duration,
     /// Time given to in-flight jobs on SIGTERM.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Worker", env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
     /// Base name of this process's workers (default `worker-{hostname}-{ulid}`).
-    #[arg(long, env = "WORKER_NAME")]
+    #[arg(long, help_heading = "Worker", env = "WORKER_NAME")]
     pub worker_name: Option<String>,
 }
 

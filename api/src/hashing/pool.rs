@@ -41,7 +41,8 @@ pub(super) struct Pool {
     /// Recent wall time of one job in microseconds (moving average), for
     /// `Retry-After` when the queue is full.
     job_micros: Arc<AtomicU64>,
-    /// Jobs waiting or running on every thread.
+    /// Jobs waiting or running on every thread (each job gives its place
+    /// back itself, before its answer is delivered).
     queued: Arc<AtomicUsize>,
     max_queued: usize,
     answers: Answers,
@@ -86,13 +87,12 @@ impl Pool {
                 let (jobs, rx) = mpsc::channel();
                 let load = Arc::new(AtomicUsize::new(0));
                 let counter = load.clone();
-                let total = queued.clone();
                 let timing = job_micros.clone();
                 let handle = std::thread::Builder::new()
                     .name(format!("argon2-{i}"))
                     .spawn(move || {
                         lower_priority(nice);
-                        work(&rx, &counter, &total, &timing);
+                        work(&rx, &counter, &timing);
                     })
                     .map_err(|e| anyhow::anyhow!("cannot start hashing thread: {e}"))?;
                 Ok(Worker {
@@ -188,18 +188,23 @@ impl Pool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done = self.answers.done.clone();
         let bell = self.answers.bell.clone();
+        let queued = self.queued.clone();
         self.submit(Box::new(move |memory| {
             // Skip the work when the caller went away (an atomic load).
-            if tx.is_closed() {
-                return;
+            let answer = (!tx.is_closed()).then(|| f(memory));
+            // Make room before the caller hears back, so a caller that
+            // hashes again right away never finds its own job still
+            // counted (the niced thread may be preempted after the ring).
+            queued.fetch_sub(1, Ordering::AcqRel);
+            if let Some(answer) = answer {
+                // Not `tx.send` here: that wakes the caller's task from
+                // this niced thread (the runtime's locks; see the type's
+                // comment).
+                let _ = done.send(Box::new(move || {
+                    let _ = tx.send(answer);
+                }));
+                ring(&bell);
             }
-            let answer = f(memory);
-            // Not `tx.send` here: that wakes the caller's task from this
-            // niced thread (the runtime's locks; see the type's comment).
-            let _ = done.send(Box::new(move || {
-                let _ = tx.send(answer);
-            }));
-            ring(&bell);
         }))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("the hashing thread stopped"))
@@ -262,12 +267,7 @@ fn lower_priority(nice: i32) {
 
 /// A hashing thread: take jobs until the pool closes; free the memory
 /// when idle.
-fn work(
-    jobs: &mpsc::Receiver<Job>,
-    load: &AtomicUsize,
-    queued: &AtomicUsize,
-    job_micros: &AtomicU64,
-) {
+fn work(jobs: &mpsc::Receiver<Job>, load: &AtomicUsize, job_micros: &AtomicU64) {
     let mut memory = Memory::default();
     let mut idle_since = Instant::now();
     loop {
@@ -276,7 +276,6 @@ fn work(
                 let start = Instant::now();
                 job(&mut memory);
                 load.fetch_sub(1, Ordering::Relaxed);
-                queued.fetch_sub(1, Ordering::AcqRel);
                 idle_since = Instant::now();
                 let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let avg = job_micros.load(Ordering::Relaxed);

@@ -174,7 +174,9 @@ pub fn resolve_client_ip(
     trusted: &[ipnet::IpNet],
 ) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer = peer?;
+    // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`: compare
+    // and count them as the IPv4 addresses they are.
+    let peer = peer?.to_canonical();
     if !is_trusted(&peer) {
         return Some(peer);
     }
@@ -190,7 +192,7 @@ pub fn resolve_client_ip(
         .collect();
     let mut last_trusted = peer;
     for entry in entries.into_iter().rev() {
-        match entry.and_then(|e| e.trim().parse::<IpAddr>().ok()) {
+        match entry.and_then(|e| e.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical())) {
             Some(ip) if is_trusted(&ip) => last_trusted = ip,
             Some(ip) => return Some(ip),
             None => return Some(last_trusted),
@@ -282,6 +284,17 @@ mod tests {
         // Bare addresses still work, IPv6 too; all-trusted gives the first hop.
         assert_eq!(resolve("2001:db8::7, 10.0.0.2"), ip("2001:db8::7"));
         assert_eq!(resolve("10.0.0.3, 10.0.0.2"), ip("10.0.0.3"));
+        // IPv4-mapped peers and entries count as IPv4.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "::ffff:198.51.100.5".parse().expect("hv"),
+        );
+        assert_eq!(
+            resolve_client_ip(Some(mapped), &h, &trusted),
+            ip("198.51.100.5")
+        );
         // Several header lines are one list, in order.
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "203.0.113.66".parse().expect("hv"));

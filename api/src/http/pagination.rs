@@ -1,13 +1,13 @@
 //! Pagination behind every list: `limit` and `offset` parsed and checked
 //! once ([`PageParams`]), split from the list's own filters ([`Paged`]),
-//! and answered as [`PageOut`].
+//! and answered as a page type made by [`page_of!`](crate::page_of).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use gatehouse_shared::models::{Page, PageRequest};
+use gatehouse_shared::models::PageRequest;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::extract::parse_query;
 use crate::error::{ApiError, FieldError, FieldErrors};
@@ -86,27 +86,41 @@ impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Paged<F> {
     }
 }
 
-/// A page of items with the total count.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PageOut<T: ToSchema> {
-    pub items: Vec<T>,
-    /// Items matching the filters, over all pages.
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl<T: ToSchema> PageOut<T> {
-    /// Convert a model page into its wire form.
-    pub fn new<M>(page: Page<M>, request: PageRequest) -> Self
-    where
-        T: From<M>,
-    {
-        Self {
-            items: page.items.into_iter().map(T::from).collect(),
-            total: page.total,
-            limit: request.limit,
-            offset: request.offset,
+/// A concrete page type: `page_of!(UserPage, UserOut, "A page of users.")`.
+/// One named type per list, not a generic `PageOut<T>`: utoipa inlines a
+/// generic's argument, which gives clients duplicate models (a
+/// `PageOutUserOutItemsItem` beside `UserOut`); this one `$ref`s its items.
+#[macro_export]
+macro_rules! page_of {
+    ($name:ident, $item:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            /// Items matching the filters, over all pages.
+            pub total: i64,
+            /// The page size applied.
+            pub limit: i64,
+            /// Items skipped before this page.
+            pub offset: i64,
         }
-    }
+
+        impl $name {
+            /// Convert a model page into its wire form.
+            pub fn new<M>(
+                page: gatehouse_shared::models::Page<M>,
+                request: gatehouse_shared::models::PageRequest,
+            ) -> Self
+            where
+                $item: From<M>,
+            {
+                Self {
+                    items: page.items.into_iter().map(<$item>::from).collect(),
+                    total: page.total,
+                    limit: request.limit,
+                    offset: request.offset,
+                }
+            }
+        }
+    };
 }

@@ -74,6 +74,15 @@ pub enum RateLimited {
     TooMany(Problem),
 }
 
+/// 408: every route runs under `REQUEST_TIMEOUT`. Listed on operations
+/// that can fail no other way, so clients still learn the error shape.
+#[derive(IntoResponses)]
+pub enum TimedOut {
+    /// `request_timeout`: the answer took longer than `REQUEST_TIMEOUT`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Problem),
+}
+
 /// 503 when the password-hashing queue is full.
 #[derive(IntoResponses)]
 pub enum Overloaded {

@@ -80,8 +80,7 @@ impl SignupRequest {
         RateLimited,
         Overloaded,
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn signup(
     State(state): State<AppState>,
@@ -121,7 +120,7 @@ pub struct VerifyLink {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyCode {
-    #[schema(format = Email, example = "ada@example.com")]
+    #[schema(format = Email, max_length = 254, example = "ada@example.com")]
     pub email: String,
     /// The 6-digit code.
     #[schema(example = "042917", pattern = "^[0-9]{6}$")]
@@ -143,8 +142,7 @@ pub struct VerifyCode {
         BadJson,
         RateLimited,
         (status = 400, description = "`invalid_code`, or `malformed_json`.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn verify(
     State(state): State<AppState>,
@@ -189,8 +187,7 @@ pub struct ResendRequest {
         (status = 202, description = "Accepted."),
         BadJson,
         RateLimited,
-    ),
-    security(())
+    )
 )]
 async fn resend_verification(
     State(state): State<AppState>,

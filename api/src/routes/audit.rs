@@ -14,9 +14,11 @@ use crate::audit;
 use crate::auth::AdminUser;
 use crate::error::ApiResult;
 use crate::http::dto::rfc3339;
-use crate::http::pagination::{PageOut, PageParams, Paged};
+use crate::http::pagination::{PageParams, Paged};
 use crate::http::responses::{AdminOnly, BadInput};
 use crate::state::AppState;
+
+crate::page_of!(AuditEventPage, AuditEventOut, "A page of audit events.");
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit))
@@ -79,22 +81,22 @@ impl From<AuditEvent> for AuditEventOut {
     get, path = "/admin/audit", tag = "admin",
     params(PageParams, AuditQuery),
     responses(
-        (status = 200, description = "A page of audit events.", body = PageOut<AuditEventOut>),
+        (status = 200, description = "A page of audit events.", body = AuditEventPage),
         AdminOnly,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_audit(
     State(state): State<AppState>,
     _admin: AdminUser,
     Paged { page, filter }: Paged<AuditQuery>,
-) -> ApiResult<Json<PageOut<AuditEventOut>>> {
+) -> ApiResult<Json<AuditEventPage>> {
     let page = page.validate()?;
     let filter = AuditFilter {
         user_id: filter.user_id,
         action: filter.action,
     };
     let events = audit::list(&state, &filter, page).await?;
-    Ok(Json(PageOut::new(events, page)))
+    Ok(Json(AuditEventPage::new(events, page)))
 }

@@ -175,8 +175,7 @@ pub struct RevertEmailRequest {
         RateLimited,
         (status = 400, description = "`invalid_token`, or `malformed_json`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`: the old address got another account meanwhile.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn revert_email_change(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::http::responses::TimedOut;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,8 +36,7 @@ pub struct Checks {
 ///
 /// 200 while the process serves HTTP. It checks no dependency.
 #[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "Alive.", body = Health)),
-    security(()))]
+    responses((status = 200, description = "Alive.", body = Health), TimedOut))]
 async fn live() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -51,8 +51,8 @@ async fn live() -> Json<Health> {
     responses(
         (status = 200, description = "Ready.", body = Health),
         (status = 503, description = "PostgreSQL or Redis is down.", body = Health),
-    ),
-    security(()))]
+        TimedOut,
+    ))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (pg, redis) = tokio::join!(
         tokio::time::timeout(

@@ -15,10 +15,12 @@ use crate::auth::AdminUser;
 use crate::error::ApiResult;
 use crate::http::dto::{rfc3339, rfc3339_opt};
 use crate::http::extract::{ApiQuery, ClientIp, OptionalJson};
-use crate::http::pagination::{PageOut, PageParams};
+use crate::http::pagination::PageParams;
 use crate::http::responses::{AdminOnly, BadInput, BadJson};
 use crate::jobs;
 use crate::state::AppState;
+
+crate::page_of!(PurgeRunPage, PurgeRunOut, "A page of purge runs.");
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,7 +55,7 @@ pub struct PurgeAccepted {
         AdminOnly,
         BadJson,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn request_purge(
     State(state): State<AppState>,
@@ -142,18 +144,18 @@ impl From<PurgeRun> for PurgeRunOut {
     get, path = "/admin/jobs/runs", tag = "admin",
     params(PageParams),
     responses(
-        (status = 200, description = "A page of runs.", body = PageOut<PurgeRunOut>),
+        (status = 200, description = "A page of runs.", body = PurgeRunPage),
         AdminOnly,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_purge_runs(
     State(state): State<AppState>,
     _admin: AdminUser,
     ApiQuery(query): ApiQuery<PageParams>,
-) -> ApiResult<Json<PageOut<PurgeRunOut>>> {
+) -> ApiResult<Json<PurgeRunPage>> {
     let page = query.validate()?;
     let runs = jobs::list_runs(&state, page).await?;
-    Ok(Json(PageOut::new(runs, page)))
+    Ok(Json(PurgeRunPage::new(runs, page)))
 }

@@ -19,10 +19,12 @@ use crate::auth::AdminUser;
 use crate::error::{ApiResult, Problem};
 use crate::http::dto::{rfc3339, rfc3339_opt};
 use crate::http::extract::{ApiQuery, ClientIp};
-use crate::http::pagination::{PageOut, PageParams};
-use crate::http::responses::{AdminOnly, BadInput};
+use crate::http::pagination::PageParams;
+use crate::http::responses::{AdminOnly, BadInput, TimedOut};
 use crate::keys;
 use crate::state::AppState;
+
+crate::page_of!(KeyPage, KeyOut, "A page of signing keys.");
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -84,8 +86,8 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
             ("Cache-Control" = String, description = "`public, max-age=<JWKS_MAX_AGE seconds>`."),
         )),
         (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`."),
-    ),
-    security(())
+        TimedOut,
+    )
 )]
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = state.tokens.ring().snapshot();
@@ -142,8 +144,10 @@ pub struct OpenIdConfiguration {
 /// as absolute URLs under `PUBLIC_URL`, plus the issuer to expect in `iss`.
 #[utoipa::path(
     get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration)),
-    security(())
+    responses(
+        (status = 200, description = "The discovery document.", body = OpenIdConfiguration),
+        TimedOut,
+    )
 )]
 async fn openid_configuration(State(state): State<AppState>) -> Response {
     let base = &state.config.public_url;
@@ -217,21 +221,21 @@ impl From<SigningKey> for KeyOut {
     get, path = "/admin/keys", tag = "admin",
     params(PageParams),
     responses(
-        (status = 200, description = "A page of keys.", body = PageOut<KeyOut>),
+        (status = 200, description = "A page of keys.", body = KeyPage),
         AdminOnly,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_keys(
     State(state): State<AppState>,
     AdminUser(auth): AdminUser,
     ip: ClientIp,
     ApiQuery(query): ApiQuery<PageParams>,
-) -> ApiResult<Json<PageOut<KeyOut>>> {
+) -> ApiResult<Json<KeyPage>> {
     let page = query.validate()?;
     let keys = keys::list(&state, &auth.user, page, ip.text()).await?;
-    Ok(Json(PageOut::new(keys, page)))
+    Ok(Json(KeyPage::new(keys, page)))
 }
 
 /// What a rotation did.
@@ -264,7 +268,7 @@ pub struct RotationOut {
         AdminOnly,
         (status = 409, description = "`rotation_too_soon`: the next key may not sign yet; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn rotate_keys(
     State(state): State<AppState>,

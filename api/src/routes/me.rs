@@ -31,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The current user.", body = UserOut),
         Unauthenticated,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn get_me(auth: AuthUser) -> Json<UserOut> {
     Json(auth.user.into())
@@ -43,14 +43,24 @@ async fn get_me(auth: AuthUser) -> Json<UserOut> {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable, max_length = 100)]
+    #[schema(
+        nullable,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable, max_length = 100)]
+    #[schema(
+        nullable,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub last_name: Option<Option<String>>,
     /// A new password; requires `current_password`. Ends every other session.
     #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
+    /// The current password; required with `password`.
+    #[schema(min_length = 1, max_length = 128)]
     pub current_password: Option<String>,
 }
 
@@ -108,7 +118,7 @@ impl UpdateMeRequest {
         RateLimited,
         Overloaded,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn update_me(
     State(state): State<AppState>,

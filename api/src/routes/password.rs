@@ -42,8 +42,7 @@ pub struct ForgotPasswordRequest {
         (status = 202, description = "Accepted (whether or not the account exists)."),
         BadJson,
         RateLimited,
-    ),
-    security(())
+    )
 )]
 async fn forgot_password(
     State(state): State<AppState>,
@@ -89,8 +88,7 @@ pub struct ResetPasswordResponse {
         BadJson,
         RateLimited,
         (status = 400, description = "`invalid_token`, or `malformed_json`.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn reset_password(
     State(state): State<AppState>,

@@ -74,8 +74,7 @@ pub struct FeedOut {
     responses(
         (status = 200, description = "Entries after `since`. `Cache-Control: no-store`.", body = FeedOut),
         BadInput,
-    ),
-    security(())
+    )
 )]
 async fn list_revocations(
     State(state): State<AppState>,

@@ -103,8 +103,7 @@ fn client_info(client: &Client, headers: &HeaderMap) -> ClientInfo {
         Overloaded,
         (status = 401, description = "`invalid_credentials`.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`email_not_verified` or `account_disabled` (only after a correct password).", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn login(
     State(state): State<AppState>,
@@ -134,16 +133,12 @@ async fn login(
     Ok(token_response(&state, jar, pair, &client))
 }
 
-/// OAuth2 token request (RFC 6749 §4.3 and §6), form-encoded.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// OAuth2 token request (RFC 6749 §4.3 and §6), form-encoded; documented
+/// as [`TokenGrant`].
+#[derive(Debug, Default, Deserialize)]
 pub struct TokenRequest {
     /// `password` or `refresh_token`.
     #[serde(default)]
-    #[schema(
-        required = true,
-        example = "password",
-        pattern = "^(password|refresh_token)$"
-    )]
     pub grant_type: String,
     /// The email (password grant).
     pub username: Option<String>,
@@ -156,6 +151,66 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     /// Ignored; accepted because OAuth2 clients send it.
     pub client_secret: Option<String>,
+}
+
+/// The two shapes `/auth/token` accepts, for the document only (the
+/// handler parses [`TokenRequest`], whose optional fields cover both):
+/// describing each grant with its own required fields lets generated
+/// requests and clients send what the server accepts.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TokenGrant {
+    Password(PasswordGrant),
+    RefreshToken(RefreshTokenGrant),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+enum PasswordGrantType {
+    #[serde(rename = "password")]
+    Password,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+enum RefreshTokenGrantType {
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+}
+
+/// `grant_type=password` (RFC 6749 §4.3): log in with email and password.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct PasswordGrant {
+    grant_type: PasswordGrantType,
+    /// The account's email.
+    #[schema(format = Email, max_length = 254, example = "ada@example.com")]
+    username: String,
+    #[schema(min_length = 1, max_length = 128)]
+    password: String,
+    /// Ignored; accepted because OAuth2 clients send it.
+    scope: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    client_id: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    client_secret: Option<String>,
+}
+
+/// `grant_type=refresh_token` (RFC 6749 §6): a new token pair.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct RefreshTokenGrant {
+    grant_type: RefreshTokenGrantType,
+    /// The refresh token of the last answer.
+    #[schema(min_length = 1, max_length = 4096)]
+    refresh_token: String,
+    /// Ignored; accepted because OAuth2 clients send it.
+    scope: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    client_id: Option<String>,
+    /// Ignored; accepted because OAuth2 clients send it.
+    client_secret: Option<String>,
 }
 
 /// An OAuth2 error body (RFC 6749 §5.2).
@@ -186,15 +241,14 @@ fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Re
 /// (`{error, error_description}`). Swagger UI's Authorize button uses it.
 #[utoipa::path(
     post, path = "/auth/token", tag = "auth",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenGrant, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens. `Cache-Control: no-store`.", body = TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`.", body = OAuthError),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
         RateLimited,
         Overloaded,
-    ),
-    security(())
+    )
 )]
 async fn token(
     State(state): State<AppState>,
@@ -331,8 +385,7 @@ pub struct RefreshRequest {
         RateLimited,
         (status = 401, description = "`invalid_refresh_token`, `missing_token` or `refresh_token_reused`.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`cross_site_request`: cookie refresh from a foreign origin.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(())
+    )
 )]
 async fn refresh(
     State(state): State<AppState>,
@@ -385,7 +438,7 @@ pub enum LogoutScope {
         Unauthenticated,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn logout(
     State(state): State<AppState>,

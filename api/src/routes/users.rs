@@ -15,10 +15,12 @@ use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ApiResult, FieldError, FieldErrors, Problem};
 use crate::http::dto::{UserOut, double_option, name_patch};
 use crate::http::extract::{ApiJson, ClientIp, IdPath};
-use crate::http::pagination::{PageOut, PageParams, Paged};
+use crate::http::pagination::{PageParams, Paged};
 use crate::http::responses::{AdminOnly, BadInput, BadJson, NotFound, Unauthenticated};
 use crate::state::AppState;
 use crate::users::{self, UserUpdate};
+
+crate::page_of!(UserPage, UserOut, "A page of users.");
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -84,20 +86,20 @@ impl ListUsersQuery {
     get, path = "/users", tag = "users",
     params(PageParams, ListUsersQuery),
     responses(
-        (status = 200, description = "A page of users.", body = PageOut<UserOut>),
+        (status = 200, description = "A page of users.", body = UserPage),
         AdminOnly,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
     Paged { page, filter }: Paged<ListUsersQuery>,
-) -> ApiResult<Json<PageOut<UserOut>>> {
+) -> ApiResult<Json<UserPage>> {
     let (filter, page) = filter.parse(page)?;
     let users = users::list(&state, &filter, page).await?;
-    Ok(Json(PageOut::new(users, page)))
+    Ok(Json(UserPage::new(users, page)))
 }
 
 /// Get a user.
@@ -113,7 +115,7 @@ async fn list_users(
         NotFound,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn get_user(
     State(state): State<AppState>,
@@ -196,7 +198,7 @@ impl UpdateUserRequest {
         (status = 403, description = "`forbidden`: another user's account, or a field only admins may change.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`, or `last_admin` (demoting or disabling the last active admin).", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn update_user(
     State(state): State<AppState>,
@@ -226,7 +228,7 @@ async fn update_user(
         BadInput,
         (status = 409, description = "`last_admin`: the only admin cannot be deleted.", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn delete_user(
     State(state): State<AppState>,

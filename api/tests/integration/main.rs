@@ -8,6 +8,7 @@ mod common;
 // One module per resource, named as `src/routes/<name>.rs` and `src/<name>.rs`.
 mod accounts;
 mod audit;
+mod cli;
 mod email;
 mod health;
 mod jobs;

@@ -670,19 +670,19 @@ async fn admin_promote_goes_through_the_use_case_and_is_audited() {
     let root = app.admin("root@example.com").await;
     let id = app.insert_user("ada@example.com", Role::User, true).await;
     let email = gatehouse_shared::domain::Email::parse("ada@example.com").unwrap();
-    let user = gatehouse_api::users::promote(&app.state, &email)
+    let user = gatehouse_api::users::promote(&mut app.db.conn().await, &email)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(user.role(), Role::Admin);
     // Promoting again changes nothing and records nothing more.
-    gatehouse_api::users::promote(&app.state, &email)
+    gatehouse_api::users::promote(&mut app.db.conn().await, &email)
         .await
         .unwrap()
         .unwrap();
     let nobody = gatehouse_shared::domain::Email::parse("nobody@example.com").unwrap();
     assert!(
-        gatehouse_api::users::promote(&app.state, &nobody)
+        gatehouse_api::users::promote(&mut app.db.conn().await, &nobody)
             .await
             .unwrap()
             .is_none()

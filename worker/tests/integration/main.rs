@@ -7,6 +7,7 @@ mod common;
 
 mod delivery;
 mod e2e;
+mod help;
 mod lifecycle;
 mod purge;
 mod verify_email;
