@@ -56,7 +56,7 @@ pub struct EmailChangeRequest {
         Overloaded,
         (status = 409, description = "`email_taken`: the new address has an account.", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn request_email_change(
     State(state): State<AppState>,
@@ -120,7 +120,8 @@ pub struct ConfirmWithCode {
 /// ends. With the 6-digit `code` and the account's access token, the
 /// current session survives and every other one ends. Either way the
 /// address switches and counts as verified; `email_taken` if someone
-/// took it meanwhile.
+/// took it meanwhile. (Listed without a security requirement: the link
+/// needs none; the code form needs the `Authorization` header.)
 #[utoipa::path(
     post, path = "/auth/email/confirm", tag = "auth",
     request_body = ConfirmEmailRequest,
@@ -131,8 +132,7 @@ pub struct ConfirmWithCode {
         (status = 400, description = "`invalid_token` (link), `invalid_code` (code), or `malformed_json`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`missing_token` or `invalid_token`: a code needs the account's access token.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`: the address got an account meanwhile.", body = Problem, content_type = "application/problem+json"),
-    ),
-    security((), ("bearer" = []), ("oauth2" = []))
+    )
 )]
 async fn confirm_email_change(
     State(state): State<AppState>,

@@ -159,7 +159,7 @@ pub struct DeleteMeRequest {
         Overloaded,
         (status = 409, description = "`last_admin`: the only active admin cannot delete their account.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn delete_me(
     State(state): State<AppState>,

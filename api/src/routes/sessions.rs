@@ -513,7 +513,7 @@ fn session_list(
         (status = 200, description = "The caller's live sessions.", body = SessionList),
         Unauthenticated,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_my_sessions(
     State(state): State<AppState>,
@@ -533,7 +533,7 @@ async fn list_my_sessions(
         (status = 204, description = "Every other session is revoked."),
         Unauthenticated,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn revoke_my_other_sessions(
     State(state): State<AppState>,
@@ -564,7 +564,7 @@ async fn revoke_my_other_sessions(
         NotFound,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn revoke_my_session(
     State(state): State<AppState>,
@@ -588,7 +588,7 @@ async fn revoke_my_session(
         NotFound,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn list_user_sessions(
     State(state): State<AppState>,
@@ -613,7 +613,7 @@ async fn list_user_sessions(
         NotFound,
         BadInput,
     ),
-    security(("bearer" = []), ("oauth2" = []))
+    security(("oauth2" = []))
 )]
 async fn revoke_user_sessions(
     State(state): State<AppState>,
