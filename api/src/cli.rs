@@ -277,6 +277,7 @@ async fn users(conn: &mut AsyncPgConnection, cmd: UsersCommand) -> anyhow::Resul
             let filter = UserFilter {
                 role,
                 is_verified: verified,
+                is_active: None,
                 q: search.filter(|s| !s.is_empty()),
             };
             let page = User::list(conn, &filter, PageRequest { limit, offset }).await?;

@@ -184,6 +184,12 @@ pub struct ApiConfig {
     /// Refreshes per client IP.
     #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_REFRESH_IP", default_value = "120/1m", value_parser = Rule::parse)]
     pub rate_limit_refresh_ip: Rule,
+    /// Password-reset requests (`forgot`) per client IP.
+    #[arg(long, env = "RATE_LIMIT_FORGOT_IP", default_value = "20/1h", value_parser = Rule::parse)]
+    pub rate_limit_forgot_ip: Rule,
+    /// Password-reset requests (`forgot`) per email address.
+    #[arg(long, env = "RATE_LIMIT_FORGOT_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
+    pub rate_limit_forgot_account: Rule,
     /// Consecutive failed logins on one account before delays start.
     #[arg(
         long,
@@ -372,6 +378,8 @@ impl ApiConfig {
             verify_ip: self.rate_limit_verify_ip,
             resend_account: self.rate_limit_resend_account,
             refresh_ip: self.rate_limit_refresh_ip,
+            forgot_ip: self.rate_limit_forgot_ip,
+            forgot_account: self.rate_limit_forgot_account,
             lockout_threshold: self.login_lockout_threshold.max(1),
             lockout_base: self.login_lockout_base,
             lockout_max: self.login_lockout_max,

@@ -8,10 +8,12 @@
 // Use cases, one module per resource (the routes of the same name call them).
 pub mod accounts;
 pub mod audit;
+pub mod email;
 pub mod jobs;
 pub mod keys;
 pub mod me;
 pub mod pages;
+pub mod password;
 pub mod sessions;
 pub mod users;
 
@@ -132,6 +134,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::accounts::router())
         .merge(routes::sessions::router())
+        .merge(routes::password::router())
+        .merge(routes::email::router())
         .merge(routes::me::router())
         .merge(routes::users::router())
         .merge(routes::jobs::router())

@@ -96,6 +96,16 @@ pub struct WorkerConfig {
     /// Lifetime of the emailed link.
     #[arg(long, help_heading = "Mail", env = "VERIFY_LINK_TTL", default_value = "24h", value_parser = parse_duration)]
     pub verify_link_ttl: Duration,
+    /// Lifetime of an emailed password-reset link (single use).
+    #[arg(long, env = "PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub password_reset_ttl: Duration,
+    /// Lifetime of the link and 6-digit code that confirm a new email address.
+    #[arg(long, env = "EMAIL_CHANGE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub email_change_ttl: Duration,
+    /// How long before its purge an unverified account gets its one
+    /// reminder (sent by the scheduled purge run).
+    #[arg(long, env = "PURGE_REMINDER_LEAD", default_value = "24h", value_parser = parse_duration)]
+    pub purge_reminder_lead: Duration,
 
     /// Jobs processed at once per queue.
     #[arg(long, help_heading = "Worker", env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -148,6 +158,9 @@ impl WorkerConfig {
             && self.smtp_url.as_deref().unwrap_or("").is_empty()
         {
             return Err("SMTP_URL is not set: the worker sends email through it (MAIL_TRANSPORT defaults to smtp). Set SMTP_URL=smtp://host:port, or MAIL_TRANSPORT=log for local development (prints emails, codes included, to the log)".into());
+        }
+        if self.purge_reminder_lead >= self.unverified_ttl {
+            return Err("PURGE_REMINDER_LEAD must be shorter than UNVERIFIED_TTL".into());
         }
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(format!(

@@ -231,12 +231,21 @@ pub fn resolve_client_ip(
     Some(last_trusted)
 }
 
-/// `User-Agent`, truncated, for the session record.
+/// `User-Agent`, sanitised (control characters dropped, whitespace runs
+/// folded) and truncated to 255 characters, for the session record.
 pub fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(255).collect())
+    let raw = headers.get(header::USER_AGENT)?;
+    let text = String::from_utf8_lossy(raw.as_bytes());
+    let clean: String = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control() && *c != '\u{FFFD}')
+        .take(255)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 #[cfg(test)]

@@ -24,10 +24,22 @@ use uuid::Uuid;
 
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 
+pub mod account_deleted;
+pub mod email_change_confirm;
+pub mod email_change_notice;
+pub mod password_changed;
+pub mod password_reset;
 pub mod purge;
+pub mod purge_reminder;
 pub mod verify_email;
 
+pub use account_deleted::SendAccountDeleted;
+pub use email_change_confirm::SendEmailChangeConfirm;
+pub use email_change_notice::SendEmailChangeNotice;
+pub use password_changed::SendPasswordChanged;
+pub use password_reset::SendPasswordReset;
 pub use purge::RunPurge;
+pub use purge_reminder::SendPurgeReminder;
 pub use verify_email::SendVerificationEmail;
 
 /// Every job type, once: adding a job adds one line here. Expands to
@@ -36,7 +48,16 @@ pub use verify_email::SendVerificationEmail;
 #[macro_export]
 macro_rules! for_each_job {
     ($callback:ident) => {
-        $callback!($crate::jobs::SendVerificationEmail, $crate::jobs::RunPurge,)
+        $callback!(
+            $crate::jobs::SendVerificationEmail,
+            $crate::jobs::RunPurge,
+            $crate::jobs::SendPasswordReset,
+            $crate::jobs::SendPasswordChanged,
+            $crate::jobs::SendEmailChangeConfirm,
+            $crate::jobs::SendEmailChangeNotice,
+            $crate::jobs::SendAccountDeleted,
+            $crate::jobs::SendPurgeReminder,
+        )
     };
 }
 
@@ -237,7 +258,19 @@ mod tests {
     #[test]
     fn every_job_has_its_own_queue() {
         let names: Vec<_> = queues().collect();
-        assert_eq!(names, ["verify-email", "purge"]);
+        assert_eq!(
+            names,
+            [
+                "verify-email",
+                "purge",
+                "password-reset",
+                "password-changed",
+                "email-change-confirm",
+                "email-change-notice",
+                "account-deleted",
+                "purge-reminder"
+            ]
+        );
         assert!(kind("purge").is_some() && kind("nope").is_none());
     }
 }

@@ -10,6 +10,7 @@ mod e2e;
 mod help;
 mod outages;
 mod promtool;
+mod lifecycle;
 mod purge;
 mod review;
 mod startup;
