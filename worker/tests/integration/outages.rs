@@ -253,6 +253,8 @@ async fn item_22_emails_lost_with_a_redis_restart_arrive_within_seconds() {
             &[
                 ("jwt-secret", crate::common::E2E_SECRET),
                 ("dev-allow-known-secrets", "true"),
+                // Only its queues are used: it sends nothing.
+                ("mail-transport", "log"),
             ],
             &[("redis-url", url.as_str())],
         );
