@@ -42,13 +42,20 @@ pub async fn wait_for_services(
     redis: &RedisArgs,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let pg = format!("PostgreSQL at {}", host_port(&db.database_url, 5432));
     let rd = format!("Redis at {}", host_port(&redis.redis_url, 6379));
+    wait_for_postgres(db, timeout).await?;
+    retry(&rd, "REDIS_URL", timeout, || check_redis(&redis.redis_url)).await
+}
+
+/// Wait until PostgreSQL answers, or `timeout` passes. (The worker waits
+/// only for this: its scheduled jobs need only PostgreSQL and must run
+/// while Redis is down; its consumers reconnect to Redis by themselves.)
+pub async fn wait_for_postgres(db: &DatabaseArgs, timeout: Duration) -> anyhow::Result<()> {
+    let pg = format!("PostgreSQL at {}", host_port(&db.database_url, 5432));
     retry(&pg, "DATABASE_URL", timeout, || {
         check_postgres(&db.database_url)
     })
-    .await?;
-    retry(&rd, "REDIS_URL", timeout, || check_redis(&redis.redis_url)).await
+    .await
 }
 
 async fn retry<F, Fut>(
