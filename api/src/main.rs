@@ -82,7 +82,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     cli.config.validate().map_err(anyhow::Error::msg)?;
     gatehouse_shared::startup::wait_for_services(
         &cli.config.db,
-        &cli.config.redis,
+        Some(&cli.config.redis),
         cli.config.startup.startup_timeout,
     )
     .await?;

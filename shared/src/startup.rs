@@ -36,26 +36,24 @@ pub fn host_port(url: &str, default_port: u16) -> String {
     }
 }
 
-/// Wait until PostgreSQL and Redis both answer, or `timeout` passes.
+/// Wait until PostgreSQL (and Redis, when given) answer, or `timeout` passes.
+/// The worker passes no Redis: its scheduled jobs need only PostgreSQL and
+/// must run while Redis is down, and its consumers wait for Redis themselves.
 pub async fn wait_for_services(
     db: &DatabaseArgs,
-    redis: &RedisArgs,
+    redis: Option<&RedisArgs>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let rd = format!("Redis at {}", host_port(&redis.redis_url, 6379));
-    wait_for_postgres(db, timeout).await?;
-    retry(&rd, "REDIS_URL", timeout, || check_redis(&redis.redis_url)).await
-}
-
-/// Wait until PostgreSQL answers, or `timeout` passes. (The worker waits
-/// only for this: its scheduled jobs need only PostgreSQL and must run
-/// while Redis is down; its consumers reconnect to Redis by themselves.)
-pub async fn wait_for_postgres(db: &DatabaseArgs, timeout: Duration) -> anyhow::Result<()> {
     let pg = format!("PostgreSQL at {}", host_port(&db.database_url, 5432));
     retry(&pg, "DATABASE_URL", timeout, || {
         check_postgres(&db.database_url)
     })
-    .await
+    .await?;
+    let Some(redis) = redis else {
+        return Ok(());
+    };
+    let rd = format!("Redis at {}", host_port(&redis.redis_url, 6379));
+    retry(&rd, "REDIS_URL", timeout, || check_redis(&redis.redis_url)).await
 }
 
 async fn retry<F, Fut>(

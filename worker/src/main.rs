@@ -11,9 +11,14 @@ fn main() -> ExitCode {
     gatehouse_shared::telemetry::init(&config.log);
     gatehouse_shared::process::block_on_main("gatehouse-worker", async {
         config.validate().map_err(anyhow::Error::msg)?;
-        // PostgreSQL only: the purge must start even while Redis is down.
-        gatehouse_shared::startup::wait_for_postgres(&config.db, config.startup.startup_timeout)
-            .await?;
+        // PostgreSQL only: the scheduled jobs run without Redis (issue 11
+        // item 21), and the consumers wait for Redis on their own.
+        gatehouse_shared::startup::wait_for_services(
+            &config.db,
+            None,
+            config.startup.startup_timeout,
+        )
+        .await?;
         let state = gatehouse_worker::build_state(config)?;
         gatehouse_worker::serve(state, gatehouse_shared::process::shutdown_signal()).await
     })
