@@ -252,6 +252,7 @@ async fn item_22_emails_lost_with_a_redis_restart_arrive_within_seconds() {
             &ctx.namespace,
             &[
                 ("jwt-secret", crate::common::E2E_SECRET),
+                // A published fixture secret; this state only pushes jobs.
                 ("dev-allow-known-secrets", "true"),
                 // Only its queues are used: it sends nothing.
                 ("mail-transport", "log"),
