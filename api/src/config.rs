@@ -55,6 +55,20 @@ fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `http://{addr}`, naming an unspecified address (listen on all
+/// interfaces) `localhost`, where a browser on this machine reaches it.
+fn default_public_url(addr: SocketAddr) -> String {
+    let ip = addr.ip();
+    let host = if ip.is_unspecified() {
+        "localhost".to_owned()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
 fn parse_origin_list(s: &str) -> Result<String, String> {
     Ok(s.trim().trim_end_matches('/').to_owned())
 }
@@ -99,9 +113,13 @@ pub struct ApiConfig {
         default_value = "gatehouse"
     )]
     pub jwt_client_id: String,
-    /// Public base URL of this API (absolute URLs in discovery documents).
-    #[arg(long, help_heading = "Server", env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
-    pub public_url: String,
+    /// Public base URL of this API, as browsers reach it: absolute URLs in
+    /// discovery documents (the worker's `PUBLIC_URL` is the base of the
+    /// emailed links, served by the hosted pages here). Default:
+    /// `http://{API_ADDR}`, with `localhost` for 0.0.0.0 or [::]; read it
+    /// through `ApiConfig::public_url()`.
+    #[arg(long, help_heading = "Server", env = "PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// `iss` claim of issued tokens.
     #[arg(
         long,
@@ -266,12 +284,20 @@ pub struct ApiConfig {
     /// Connection limits of the HTTP server (see `crate::server`).
     #[command(flatten)]
     pub serving: ServingArgs,
+    /// `STARTUP_TIMEOUT`.
+    #[command(flatten)]
+    pub startup: gatehouse_shared::config::StartupArgs,
+    /// How long browsers may cache a CORS preflight (`Access-Control-Max-Age`;
+    /// browsers cap it, Chromium at 2 h).
+    #[arg(long, help_heading = "Server", env = "CORS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub cors_max_age: Duration,
 }
 
 /// How the HTTP server treats connections: timeouts against slow or idle
 /// clients, a cap on open connections, the header size limit, and the
 /// separate metrics address.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
 pub struct ServingArgs {
     /// A client must send a request's complete headers within this time
     /// (also the longest wait for the first request of a new connection).
@@ -295,6 +321,13 @@ pub struct ServingArgs {
 
 impl ApiConfig {
     /// Checks that span several fields; returns a one-line message.
+    /// `PUBLIC_URL`, or this API's own address when it is not set.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(self.api_addr))
+    }
+
     pub fn validate(&self) -> Result<Vec<IpNet>, String> {
         let proxies = self
             .trusted_proxies
@@ -319,6 +352,15 @@ impl ApiConfig {
                 );
             }
             _ => {}
+        }
+        self.tokens.check_secret()?;
+        self.check_origins()?;
+        if let Some(password) = self.bootstrap_admin_password.as_deref() {
+            gatehouse_shared::config::check_not_known_secret(
+                "BOOTSTRAP_ADMIN_PASSWORD",
+                password.as_bytes(),
+                self.tokens.dev_allow_known_secrets,
+            )?;
         }
         if self.refresh_token_ttl <= self.tokens.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());
@@ -354,11 +396,65 @@ impl ApiConfig {
         }
     }
 
+    /// `CORS_ALLOWED_ORIGINS`: exact `http(s)://host[:port]` origins. `*`
+    /// is refused: the API allows credentials (the refresh cookie), and
+    /// browsers never combine that with a wildcard.
+    fn check_origins(&self) -> Result<(), String> {
+        for origin in self.allowed_origins() {
+            if origin.contains('*') {
+                return Err("CORS_ALLOWED_ORIGINS: `*` is not supported (the API allows credentials, which browsers refuse with a wildcard); list the exact origins, e.g. https://app.example.com,https://admin.example.com".into());
+            }
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            let host = origin.split_once("://").map_or("", |(_, h)| h);
+            if !scheme_ok
+                || host.is_empty()
+                || host.contains('/')
+                || axum::http::HeaderValue::from_str(&origin).is_err()
+            {
+                return Err(format!(
+                    "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn allowed_origins(&self) -> Vec<String> {
         self.cors_allowed_origins
             .iter()
             .filter(|s| !s.is_empty())
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Item 8: without `PUBLIC_URL`, links and discovery URLs point at the
+    /// API's own address, so a local Mailpit link works with one click.
+    #[test]
+    fn item_8_public_url_defaults_to_the_api_address() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec![
+                "gatehouse-api",
+                "--database-url",
+                "postgres://localhost/unit",
+                "--redis-url",
+                "redis://localhost",
+                "--jwt-secret",
+                "unit-test-secret-0123456789-0123456789",
+            ];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().config
+        };
+        let addr = |a: &str| parse(&["--api-addr", a]).public_url();
+        assert_eq!(addr("0.0.0.0:8000"), "http://localhost:8000");
+        assert_eq!(addr("[::]:9000"), "http://localhost:9000");
+        assert_eq!(addr("127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(addr("[::1]:8123"), "http://[::1]:8123");
+        let set = parse(&["--public-url", "https://auth.example.com/"]);
+        assert_eq!(set.public_url(), "https://auth.example.com");
     }
 }

@@ -12,6 +12,7 @@ pub mod email;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod password;
 pub mod sessions;
 pub mod users;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod http;
+pub mod meters;
 pub mod openapi;
 pub mod ratelimit;
 pub mod server;
@@ -194,6 +196,10 @@ pub fn router(state: AppState) -> Router {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // Readable by scripts on an allowed origin: where a signup
+            // landed, the id to quote in a report, when to retry.
+            .expose_headers([header::LOCATION, request_id.clone(), header::RETRY_AFTER])
+            .max_age(state.config.cors_max_age)
             .allow_credentials(true)
     };
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(65_536);
@@ -207,7 +213,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         api
     };
-    api.fallback(middleware::not_found)
+    // HTML pages for emailed links: outside the OpenAPI document.
+    api.merge(routes::pages::router())
+        .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .merge(swagger_ui(doc))
@@ -241,7 +249,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        // A span per request (debug) with the request id and the path only:
+        // a query can hold an email, and the pages' queries hold tokens.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(axum::middleware::from_fn(middleware::log_requests))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 

@@ -7,7 +7,7 @@ use gatehouse_shared::db::DbPool;
 use gatehouse_shared::models::OutboxEntry;
 use gatehouse_shared::queue::Queues;
 use ipnet::IpNet;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::audit::AuditWriter;
 use crate::auth::session_check::SessionCheck;
@@ -69,7 +69,5 @@ impl AppState {
 /// The process-wide Prometheus recorder (installed once).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .clone()
+    HANDLE.get_or_init(crate::meters::install).clone()
 }

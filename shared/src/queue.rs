@@ -20,6 +20,9 @@ use crate::config::RedisArgs;
 use crate::jobs::{Job, queue_name};
 use crate::models::OutboxEntry;
 
+/// Longest wait for a first connection in [`Redis::get`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A lazily (re)connected Redis handle: the service starts and serves
 /// even while Redis is down; calls fail fast until it is back.
 #[derive(Clone)]
@@ -51,7 +54,7 @@ impl Redis {
             return Ok(conn.clone());
         }
         let conn = tokio::time::timeout(
-            Duration::from_secs(3),
+            CONNECT_TIMEOUT,
             ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
         )
         .await

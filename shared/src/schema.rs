@@ -77,6 +77,8 @@ diesel::table! {
         enqueued_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         completed_at -> Nullable<Timestamptz>,
+        claimed_at -> Nullable<Timestamptz>,
+        claimed_by -> Nullable<Text>,
     }
 }
 

@@ -57,7 +57,7 @@ pub struct WorkerConfig {
     #[arg(long, help_heading = "Mail", env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
     pub public_url: String,
     /// How emails leave: `smtp` or `log`.
-    #[arg(long, help_heading = "Mail", env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Log)]
+    #[arg(long, help_heading = "Mail", env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Smtp)]
     pub mail_transport: MailTransport,
     /// `smtp://host:port`, `smtp://user:pass@host:587?tls=required` or `smtps://user:pass@host`.
     #[arg(long, help_heading = "Mail", env = "SMTP_URL", hide_env_values = true)]
@@ -145,14 +145,19 @@ pub struct WorkerConfig {
     /// Base name of this process's workers (default `worker-{hostname}-{ulid}`).
     #[arg(long, help_heading = "Worker", env = "WORKER_NAME")]
     pub worker_name: Option<String>,
+    /// `STARTUP_TIMEOUT`.
+    #[command(flatten)]
+    pub startup: gatehouse_shared::config::StartupArgs,
 }
 
 impl WorkerConfig {
     pub fn validate(&self) -> Result<(), String> {
+        self.tokens.check_secret()?;
+        // smtp is the default: a forgotten variable must not send codes to stdout.
         if self.mail_transport == MailTransport::Smtp
             && self.smtp_url.as_deref().unwrap_or("").is_empty()
         {
-            return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
+            return Err("SMTP_URL is not set: the worker sends email through it (MAIL_TRANSPORT defaults to smtp). Set SMTP_URL=smtp://host:port, or MAIL_TRANSPORT=log for local development (prints emails, codes included, to the log)".into());
         }
         if self.purge_reminder_lead >= self.unverified_ttl {
             return Err("PURGE_REMINDER_LEAD must be shorter than UNVERIFIED_TTL".into());

@@ -1,6 +1,4 @@
-//! The worker's own HTTP port: `/health` and `/metrics`.
-
-use std::sync::atomic::Ordering;
+//! The worker's own HTTP port: health probes and `/metrics`.
 
 use axum::Router;
 use axum::extract::State;
@@ -19,13 +17,22 @@ struct HttpState {
 
 pub fn router(worker: WorkerState, metrics: Option<PrometheusHandle>) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
         .route("/metrics", get(metrics_text))
         .with_state(HttpState { worker, metrics })
 }
 
-/// 200 when Postgres and Redis answer and every apalis worker runs.
-async fn health(State(s): State<HttpState>) -> impl IntoResponse {
+/// Liveness: the process answers. Nothing else, so a Redis or PostgreSQL
+/// outage never gets every worker restarted by its orchestrator.
+async fn live(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok", "worker": s.worker.name }))
+}
+
+/// Readiness (also `/health`): 200 when PostgreSQL and Redis answer and
+/// every consumer and scheduled job of this process runs right now.
+async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     let timeout = std::time::Duration::from_secs(2);
     let (pg, redis) = tokio::join!(
         tokio::time::timeout(timeout, gatehouse_shared::db::ping(&s.worker.db)),
@@ -33,8 +40,8 @@ async fn health(State(s): State<HttpState>) -> impl IntoResponse {
     );
     let pg = pg.unwrap_or(false);
     let redis = redis.unwrap_or(false);
-    let live = s.worker.live_workers.load(Ordering::Relaxed);
-    let running = live >= crate::monitor::expected_workers();
+    let (live, expected) = s.worker.workers.count();
+    let running = expected > 0 && live == expected;
     let ok = pg && redis && running;
     let word = |b: bool| if b { "ok" } else { "down" };
     let body = serde_json::json!({
@@ -42,6 +49,8 @@ async fn health(State(s): State<HttpState>) -> impl IntoResponse {
         "worker": s.worker.name,
         "checks": { "postgres": word(pg), "redis": word(redis), "workers": word(running) },
         "live_workers": live,
+        "expected_workers": expected,
+        "down_workers": s.worker.workers.down(),
     });
     let status = if ok {
         StatusCode::OK

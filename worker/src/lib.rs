@@ -6,12 +6,12 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod mailer;
+pub mod meters;
 pub mod monitor;
 pub mod relay;
 pub mod state;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use gatehouse_shared::queue::{QueueSettings, Queues, Redis};
@@ -57,7 +57,7 @@ pub fn build_state(config: WorkerConfig) -> anyhow::Result<WorkerState> {
         queues,
         mailer,
         name,
-        live_workers: AtomicI64::new(0),
+        workers: state::Workers::default(),
         secrets,
     })))
 }
@@ -87,9 +87,11 @@ pub async fn serve(
         gatehouse_shared::models::SigningKey::ensure(&mut conn, &sealer).await?;
     }
     let _ = metrics_handle();
-    gatehouse_shared::rotation::init_metrics();
+    meters::init();
     gatehouse_shared::rotation::observe_key_age(&state.db).await;
 
+    // One signal for everything: the HTTP port, the relay, the consumers
+    // and the scheduled jobs.
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(config.worker_addr).await?;
     tracing::info!(addr = %config.worker_addr, worker = %state.name, "gatehouse-worker listening");
@@ -98,35 +100,26 @@ pub async fn serve(
     let http = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
+                let _ = http_stop.wait_for(|stop| *stop).await;
             })
             .await;
     });
     let relay = tokio::spawn(relay::sweep_until_shutdown(state.clone(), stop_rx.clone()));
-
-    // apalis needs a live connection to build its storages; wait for Redis.
-    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    tokio::spawn(async move {
+    let signal = tokio::spawn(async move {
         shutdown.await;
-        let _ = shutdown_tx.send(true);
+        let _ = stop_tx.send(true);
     });
-    let conn = loop {
-        match state.queues.redis().get().await {
-            Ok(conn) => break Some(conn),
-            Err(e) => {
-                tracing::warn!(error = %e, "waiting for Redis");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown_rx.changed() => break None,
-                }
-            }
-        }
-    };
-    if let Some(conn) = conn {
-        monitor::run_monitor(&state, conn, shutdown_rx).await?;
-    }
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(http, relay);
+    // Consumers wait for Redis on their own; scheduled jobs do not need it.
+    let result = monitor::run(&state, stop_rx).await;
+    // `monitor::run` returns within SHUTDOWN_TIMEOUT of the signal; the
+    // relay and the HTTP port get a short grace on top, never more, whatever
+    // Redis does (a sweep can be waiting on it).
+    signal.abort();
+    let grace = Duration::from_secs(2);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = tokio::join!(http, relay);
+    })
+    .await;
     tracing::info!(worker = %state.name, "gatehouse-worker stopped");
-    Ok(())
+    result
 }

@@ -67,8 +67,10 @@ pub struct Email<'a> {
     pub context: minijinja::Value,
 }
 
-/// The verification email (code and link). No user-supplied text (names)
-/// goes into any email.
+/// The verification email (code and link). It carries no user-supplied
+/// text (no name): whatever a user types never reaches an email, so a
+/// signup cannot make Gatehouse send someone else a message of its choice
+/// (issue 11 item 13).
 pub struct VerificationEmail<'a> {
     pub to: &'a str,
     pub code: &'a str,
@@ -133,17 +135,22 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse()?)
-            .subject(email.subject)
+            .subject(email.subject.clone())
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
             }
             Transport::Log => {
-                // Development transport: the contract asks for the email on the console.
-                println!(
-                    "---- email to {} ----\n{text}\n---- end of email ----",
-                    email.to
+                // Development transport: the contract asks for the email on
+                // the console. A tracing event, so JSON logs stay one object
+                // per line.
+                tracing::info!(
+                    target: "gatehouse_worker::mail",
+                    to = %email.to,
+                    subject = %email.subject,
+                    body = %text,
+                    "email (MAIL_TRANSPORT=log)"
                 );
             }
         }

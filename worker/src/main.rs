@@ -10,6 +10,13 @@ fn main() -> ExitCode {
     let config: WorkerConfig = gatehouse_shared::config::parse_or_exit();
     gatehouse_shared::telemetry::init(&config.log);
     gatehouse_shared::process::block_on_main("gatehouse-worker", async {
+        config.validate().map_err(anyhow::Error::msg)?;
+        gatehouse_shared::startup::wait_for_services(
+            &config.db,
+            &config.redis,
+            config.startup.startup_timeout,
+        )
+        .await?;
         let state = gatehouse_worker::build_state(config)?;
         gatehouse_worker::serve(state, gatehouse_shared::process::shutdown_signal()).await
     })

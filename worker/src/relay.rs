@@ -11,39 +11,36 @@ use tokio::sync::watch;
 
 use crate::state::WorkerState;
 
-/// Jobs younger than this are left to the API's own push.
-const FRESH_GRACE: i64 = 2;
 const BATCH: i64 = 200;
+/// An entry enqueued this long ago that no worker has claimed, while its
+/// queue in Redis is empty, was lost (Redis stalled or restarted between
+/// push and fetch): push it again.
+const UNCLAIMED_AFTER: ChronoDuration = ChronoDuration::seconds(20);
+
+/// Entries younger than this and not yet enqueued are left to the API's
+/// own push. At least as long as that push may take (the connect timeout
+/// of `Redis::get`, then the response timeout, plus a margin): a shorter
+/// wait pushed jobs the API was still pushing, and sent two emails
+/// (issue 11 item 8).
+fn fresh_grace(state: &WorkerState) -> ChronoDuration {
+    let push = gatehouse_shared::queue::CONNECT_TIMEOUT
+        + state.config.redis.redis_response_timeout
+        + Duration::from_secs(1);
+    ChronoDuration::from_std(push).unwrap_or(ChronoDuration::seconds(10))
+}
 
 /// One sweep; returns how many entries were relayed.
 pub async fn sweep(state: &WorkerState) -> anyhow::Result<usize> {
     let now = Utc::now();
     let stale = ChronoDuration::from_std(state.config.outbox_redeliver_after)?;
+    let fresh_before = now - fresh_grace(state);
     let mut relayed = 0;
     loop {
         let mut conn = state.db.get().await?;
-        let due = OutboxEntry::claim_due(
-            &mut conn,
-            now - ChronoDuration::seconds(FRESH_GRACE),
-            now - stale,
-            BATCH,
-        )
-        .await?;
+        let due = OutboxEntry::claim_due(&mut conn, fresh_before, now - stale, BATCH).await?;
         drop(conn);
-        let n = due.len();
-        for (i, entry) in due.iter().enumerate() {
-            if let Err(e) = state.queues.dispatch(entry).await {
-                // Redis is unreachable: release this and the rest of the
-                // batch so the next sweep tries them again.
-                let mut conn = state.db.get().await?;
-                for rest in &due[i..] {
-                    OutboxEntry::unclaim(&mut conn, rest.id).await?;
-                }
-                return Err(e);
-            }
-            relayed += 1;
-        }
-        if n < BATCH as usize {
+        relayed += push_all(state, &due).await?;
+        if due.len() < BATCH as usize {
             break;
         }
     }
@@ -52,6 +49,135 @@ pub async fn sweep(state: &WorkerState) -> anyhow::Result<usize> {
         tracing::info!(relayed, "outbox sweeper relayed jobs");
     }
     Ok(relayed)
+}
+
+/// Push `entries`; when Redis fails, un-stamp the rest so the next sweep
+/// pushes them.
+async fn push_all(state: &WorkerState, entries: &[OutboxEntry]) -> anyhow::Result<usize> {
+    for (i, entry) in entries.iter().enumerate() {
+        if let Err(e) = state.queues.dispatch(entry).await {
+            let mut conn = state.db.get().await?;
+            for rest in &entries[i..] {
+                OutboxEntry::unclaim(&mut conn, rest.id).await?;
+            }
+            return Err(e);
+        }
+    }
+    Ok(entries.len())
+}
+
+/// Push again the entries of `queues` enqueued before `before` that no
+/// worker has claimed (issue 11 item 22); returns how many.
+pub async fn recover(
+    state: &WorkerState,
+    queues: &[&str],
+    before: chrono::DateTime<Utc>,
+    never_attempted: bool,
+) -> anyhow::Result<usize> {
+    if queues.is_empty() {
+        return Ok(0);
+    }
+    let mut recovered = 0;
+    loop {
+        let mut conn = state.db.get().await?;
+        let lost = OutboxEntry::take_unclaimed_enqueued_before(
+            &mut conn,
+            queues,
+            before,
+            never_attempted,
+            BATCH,
+        )
+        .await?;
+        drop(conn);
+        recovered += push_all(state, &lost).await?;
+        if lost.len() < BATCH as usize {
+            break;
+        }
+    }
+    if recovered > 0 {
+        metrics::counter!("gatehouse_outbox_recovered_total").increment(recovered as u64);
+        tracing::warn!(
+            recovered,
+            "pushed again jobs that Redis lost before any worker took them"
+        );
+    }
+    Ok(recovered)
+}
+
+/// Notices when Redis lost its data. A marker key holds the time it was
+/// written; a marker that vanished (Redis restarted empty, was flushed or
+/// failed over) or changed since the last look means every job pushed
+/// before the new marker may be gone.
+#[derive(Default)]
+pub struct Epoch {
+    known: Option<String>,
+}
+
+impl Epoch {
+    /// Look at the marker; returns the time before which pushed jobs may
+    /// have been lost, if Redis lost data since the last look (or holds no
+    /// marker at this process's first look).
+    pub async fn check(
+        &mut self,
+        state: &WorkerState,
+    ) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
+        let key = format!("{}:outbox-epoch", state.queues.settings().namespace);
+        let mut conn = state.queues.redis().get().await?;
+        let mine = format!("{}:{}", Utc::now().timestamp_millis(), uuid::Uuid::now_v7());
+        let created: bool = redis::cmd("SET")
+            .arg(&key)
+            .arg(&mine)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_some();
+        let current: String = if created {
+            mine
+        } else {
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut conn)
+                .await?
+                .unwrap_or_default()
+        };
+        let lost = created || self.known.as_ref().is_some_and(|k| *k != current);
+        self.known = Some(current.clone());
+        if !lost {
+            return Ok(None);
+        }
+        let since = current
+            .split(':')
+            .next()
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or_else(Utc::now);
+        Ok(Some(since))
+    }
+}
+
+/// Push again what Redis lost: everything pushed before a data loss, and
+/// unclaimed entries of queues that are empty in Redis.
+async fn recover_lost(state: &WorkerState, epoch: &mut Epoch, depths: &[(&'static str, i64)]) {
+    let every: Vec<&str> = jobs::queues().collect();
+    match epoch.check(state).await {
+        Ok(Some(since)) => {
+            if let Err(e) = recover(state, &every, since, false).await {
+                tracing::warn!(error = %format!("{e:#}"), "outbox recovery failed; will retry");
+                // Look again next sweep.
+                epoch.known = None;
+            }
+        }
+        Ok(None) => {}
+        Err(_) => return, // Redis is down: nothing to push to.
+    }
+    let idle: Vec<&str> = depths
+        .iter()
+        .filter(|(_, depth)| *depth == 0)
+        .map(|(queue, _)| *queue)
+        .collect();
+    if let Err(e) = recover(state, &idle, Utc::now() - UNCLAIMED_AFTER, true).await {
+        tracing::warn!(error = %format!("{e:#}"), "outbox recovery failed; will retry");
+    }
 }
 
 /// Queue depth (ready + delayed) of each queue, from the apalis key layout.
@@ -77,14 +203,16 @@ pub async fn queue_depths(state: &WorkerState) -> anyhow::Result<Vec<(&'static s
 /// Sweep every `OUTBOX_SWEEP_INTERVAL` until shutdown.
 pub async fn sweep_until_shutdown(state: WorkerState, mut shutdown: watch::Receiver<bool>) {
     let interval = state.config.outbox_sweep_interval;
+    let mut epoch = Epoch::default();
     loop {
         if let Err(e) = sweep(&state).await {
             tracing::warn!(error = %format!("{e:#}"), "outbox sweep failed; will retry");
         }
         if let Ok(depths) = queue_depths(&state).await {
-            for (queue, depth) in depths {
-                metrics::gauge!("gatehouse_queue_depth", "queue" => queue).set(depth as f64);
+            for (queue, depth) in &depths {
+                metrics::gauge!("gatehouse_queue_depth", "queue" => *queue).set(*depth as f64);
             }
+            recover_lost(&state, &mut epoch, &depths).await;
         }
         if let Ok(mut conn) = state.db.get().await {
             if let Ok(pending) = OutboxEntry::pending_count(&mut conn).await {

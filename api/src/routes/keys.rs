@@ -150,7 +150,7 @@ pub struct OpenIdConfiguration {
     )
 )]
 async fn openid_configuration(State(state): State<AppState>) -> Response {
-    let base = &state.config.public_url;
+    let base = state.config.public_url();
     let doc = OpenIdConfiguration {
         issuer: state.config.jwt_issuer.clone(),
         jwks_uri: format!("{base}/.well-known/jwks.json"),

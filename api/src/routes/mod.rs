@@ -10,6 +10,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod pages;
 pub mod password;
 pub mod revocations;
 pub mod sessions;

@@ -272,6 +272,10 @@ async fn token(
             "expected application/x-www-form-urlencoded",
         );
     }
+    // Control characters: 422 problem+json, as in every other text field.
+    if let Err(e) = crate::http::extract::reject_control_chars_in_pairs(&body) {
+        return e.into_response();
+    }
     let Ok(form) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -179,11 +179,13 @@ $("logout").addEventListener("click", async () => {
   if (!session.loggingOut) return;
   if (!r.ok && r.status !== 401) notice(problemText(r.data, `Logout failed (${r.status}).`), "error");
   // Gatehouse revoked the session: the chat server closes our socket (4401)
-  // within a second. Wait for it, so the revocation is visible.
-  if (socket && chat.socket === socket && socket.readyState <= WebSocket.OPEN) {
+  // within a second. Wait for it, so the revocation is visible. CLOSING
+  // counts too: the server's close frame may have arrived while its close
+  // event is still queued behind this handler.
+  if (socket && chat.socket === socket && socket.readyState <= WebSocket.CLOSING) {
     notice("Logged out at Gatehouse; waiting for the chat server to close the socket...");
     setTimeout(() => {
-      if (chat.socket === socket && socket.readyState <= WebSocket.OPEN) {
+      if (chat.socket === socket && socket.readyState <= WebSocket.CLOSING) {
         session.loggingOut = false;
         signedOut("Logged out. (The chat server did not close the socket within 5 s; closed it here.)", "error");
       }

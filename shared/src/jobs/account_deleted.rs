@@ -36,4 +36,8 @@ impl Job for SendAccountDeleted {
     fn outbox_id(&self) -> Uuid {
         self.outbox_id
     }
+
+    fn version(&self) -> u16 {
+        self.v
+    }
 }

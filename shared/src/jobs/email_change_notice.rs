@@ -35,6 +35,10 @@ impl Job for SendEmailChangeNotice {
         self.outbox_id
     }
 
+    fn version(&self) -> u16 {
+        self.v
+    }
+
     fn user_id(&self) -> Option<Uuid> {
         Some(self.user_id)
     }

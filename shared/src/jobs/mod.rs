@@ -77,11 +77,70 @@ pub trait Job: Clone + Serialize + DeserializeOwned + Send + Sync + Unpin + 'sta
     /// The outbox row this job is relayed from: its idempotency key.
     fn outbox_id(&self) -> Uuid;
 
+    /// The payload version this job was written with (its `v`).
+    fn version(&self) -> u16;
+
+    /// When the job was requested, if its payload says.
+    fn requested_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+
     /// The user the job is about, if any (per-user cooldowns and caps
     /// read it from the outbox row).
     fn user_id(&self) -> Option<Uuid> {
         None
     }
+}
+
+/// Clock difference tolerated between the replica that wrote a job and the
+/// one that runs it.
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Why a payload is refused without running (issue 11 item 17).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPayload {
+    #[error("payload version {found} is not one this worker knows (1..={known})")]
+    UnknownVersion { found: u16, known: u16 },
+    #[error("{field} is {ahead_secs} s in the future")]
+    FromTheFuture {
+        field: &'static str,
+        ahead_secs: i64,
+    },
+}
+
+/// Refuse a payload this worker cannot trust: a version newer than it
+/// knows (or 0), or a timestamp (`requested_at`, or the time inside the
+/// UUIDv7 outbox id) ahead of `now` by more than [`MAX_CLOCK_SKEW`]. A
+/// future `requested_at` would otherwise supersede every real request.
+pub fn check_payload<J: Job>(
+    job: &J,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), BadPayload> {
+    let v = job.version();
+    if v == 0 || v > J::VERSION {
+        return Err(BadPayload::UnknownVersion {
+            found: v,
+            known: J::VERSION,
+        });
+    }
+    let limit = now + MAX_CLOCK_SKEW;
+    let ahead = |field, at: chrono::DateTime<chrono::Utc>| {
+        (at > limit).then(|| BadPayload::FromTheFuture {
+            field,
+            ahead_secs: (at - now).num_seconds(),
+        })
+    };
+    if let Some(e) = job.requested_at().and_then(|at| ahead("requested_at", at)) {
+        return Err(e);
+    }
+    let id_time = job.outbox_id().get_timestamp().and_then(|t| {
+        let (secs, nanos) = t.to_unix();
+        chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    });
+    if let Some(e) = id_time.and_then(|at| ahead("outbox_id", at)) {
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Insert `job`'s outbox row, inside the caller's transaction when there is
@@ -160,6 +219,40 @@ mod tests {
             queue_name("gh", SendVerificationEmail::QUEUE),
             "gh:verify-email"
         );
+    }
+
+    #[test]
+    fn payloads_with_unknown_versions_or_future_times_are_refused() {
+        let now = chrono::Utc::now();
+        let mut job = SendVerificationEmail::new(Uuid::now_v7());
+        assert_eq!(check_payload(&job, now), Ok(()));
+        job.v = 2;
+        assert!(matches!(
+            check_payload(&job, now),
+            Err(BadPayload::UnknownVersion { found: 2, .. })
+        ));
+        job.v = 1;
+        job.requested_at = now + chrono::Duration::hours(1);
+        assert!(matches!(
+            check_payload(&job, now),
+            Err(BadPayload::FromTheFuture {
+                field: "requested_at",
+                ..
+            })
+        ));
+        // A little skew is fine.
+        job.requested_at = now + chrono::Duration::seconds(5);
+        assert_eq!(check_payload(&job, now), Ok(()));
+        let mut purge = RunPurge::new(false, None);
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, now.timestamp() as u64 + 3600, 0);
+        purge.outbox_id = Uuid::new_v7(ts);
+        assert!(matches!(
+            check_payload(&purge, now),
+            Err(BadPayload::FromTheFuture {
+                field: "outbox_id",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -36,6 +36,10 @@ impl Job for RunPurge {
         self.outbox_id
     }
 
+    fn version(&self) -> u16 {
+        self.v
+    }
+
     fn user_id(&self) -> Option<Uuid> {
         self.requested_by
     }

@@ -33,6 +33,10 @@ impl Job for SendPurgeReminder {
         self.outbox_id
     }
 
+    fn version(&self) -> u16 {
+        self.v
+    }
+
     fn user_id(&self) -> Option<Uuid> {
         Some(self.user_id)
     }

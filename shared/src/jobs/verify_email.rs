@@ -37,6 +37,14 @@ impl Job for SendVerificationEmail {
         self.outbox_id
     }
 
+    fn version(&self) -> u16 {
+        self.v
+    }
+
+    fn requested_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.requested_at)
+    }
+
     fn user_id(&self) -> Option<Uuid> {
         Some(self.user_id)
     }

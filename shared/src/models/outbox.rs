@@ -17,6 +17,23 @@ pub struct OutboxEntry {
     pub enqueued_at: Option<DateTime<Utc>>,
     pub attempts: i32,
     pub completed_at: Option<DateTime<Utc>>,
+    /// When a worker took this job (see [`OutboxEntry::claim`]).
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// Who holds the claim: `{worker}/{claim id}`.
+    pub claimed_by: Option<String>,
+}
+
+/// The result of [`OutboxEntry::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the entry until it completes or releases it.
+    Won,
+    /// Another worker holds a live claim: it is doing the work right now.
+    Busy,
+    /// The work is already done.
+    Completed,
+    /// No such entry: a payload that does not come from our outbox.
+    Missing,
 }
 
 #[derive(Debug, Insertable)]
@@ -70,6 +87,111 @@ impl OutboxEntry {
         )
         .set(outbox::completed_at.eq(Some(Utc::now())))
         .execute(conn)
+        .await
+    }
+
+    /// Take the entry for one attempt, atomically: one `UPDATE` that only
+    /// succeeds when the entry is not completed and nobody holds a claim
+    /// younger than `lease`. Of two deliveries of the same job running at
+    /// once, exactly one wins (issue 11 item 8). `holder` must be unique per
+    /// attempt, so a stale holder's release never frees a newer claim.
+    pub async fn claim(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        holder: &str,
+        lease: chrono::Duration,
+    ) -> QueryResult<Claim> {
+        let now = Utc::now();
+        let won = diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::completed_at.is_null())
+                .filter(
+                    outbox::claimed_at
+                        .is_null()
+                        .or(outbox::claimed_at.lt(now - lease)),
+                ),
+        )
+        .set((
+            outbox::claimed_at.eq(Some(now)),
+            outbox::claimed_by.eq(Some(holder)),
+        ))
+        .execute(conn)
+        .await?;
+        if won == 1 {
+            return Ok(Claim::Won);
+        }
+        Ok(match Self::find(conn, id).await? {
+            None => Claim::Missing,
+            Some(e) if e.completed_at.is_some() => Claim::Completed,
+            Some(_) => Claim::Busy,
+        })
+    }
+
+    /// Give a claim back after a failed attempt, so a retry or a later
+    /// delivery can take the entry at once. Only `holder`'s own claim.
+    pub async fn release(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        holder: &str,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::claimed_by.eq(holder))
+                .filter(outbox::completed_at.is_null()),
+        )
+        // `claimed_by` stays: it marks the entry as attempted (see
+        // `take_unclaimed_enqueued_before`).
+        .set(outbox::claimed_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await
+    }
+
+    /// Entries pushed to Redis before `before` that no worker has taken
+    /// yet: after Redis lost its data (restarted empty, flushed) they are
+    /// nowhere but here. Restamps and returns them, for the relay to push
+    /// again (issue 11 item 22). A duplicate is harmless: the claim lets
+    /// one delivery run. `never_attempted` keeps only entries no attempt
+    /// ever claimed (a failed attempt's retries are apalis's business).
+    pub async fn take_unclaimed_enqueued_before(
+        conn: &mut AsyncPgConnection,
+        queues: &[&str],
+        before: DateTime<Utc>,
+        never_attempted: bool,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxEntry>> {
+        conn.transaction(async |conn| {
+            let any_attempt = if never_attempted { "FALSE" } else { "TRUE" };
+            let due: Vec<OutboxEntry> = outbox::table
+                .filter(
+                    outbox::claimed_by
+                        .is_null()
+                        .or(diesel::dsl::sql::<diesel::sql_types::Bool>(any_attempt)),
+                )
+                .filter(outbox::queue.eq_any(queues))
+                .filter(outbox::completed_at.is_null())
+                .filter(outbox::claimed_at.is_null())
+                .filter(outbox::enqueued_at.lt(before))
+                .order(outbox::created_at.asc())
+                .limit(limit)
+                .select(OutboxEntry::as_select())
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            let ids: Vec<Uuid> = due.iter().map(|e| e.id).collect();
+            if !ids.is_empty() {
+                diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                    .set((
+                        outbox::enqueued_at.eq(Some(Utc::now())),
+                        outbox::attempts.eq(outbox::attempts + 1),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(due)
+        })
         .await
     }
 

@@ -81,7 +81,15 @@ impl EmailVerification {
             .optional()
     }
 
+    /// Lock the user's row, then their code row, for the rest of the
+    /// transaction. Always `users` first: the purge's `DELETE FROM users`
+    /// locks the user and then, through `ON DELETE CASCADE`, this row; the
+    /// opposite order deadlocked against it (issue 11 item 7). None when
+    /// the user or the row is gone (a purge that won the race).
     pub async fn lock(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<Self>> {
+        if crate::models::User::lock(conn, user_id).await?.is_none() {
+            return Ok(None);
+        }
         ev::table
             .find(user_id)
             .select(Self::as_select())

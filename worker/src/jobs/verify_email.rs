@@ -2,6 +2,7 @@
 //! hashes, send one email.
 
 use chrono::{Duration as ChronoDuration, Utc};
+use diesel_async::AsyncConnection;
 use gatehouse_shared::jobs::SendVerificationEmail;
 use gatehouse_shared::models::verification::{self, EmailVerification};
 use gatehouse_shared::models::{OutboxEntry, User};
@@ -38,62 +39,86 @@ pub(crate) fn new_link_token() -> String {
     hex::encode(bytes)
 }
 
+/// What the transaction decided: send this code and link, or nothing.
+enum Prepared {
+    Send {
+        email: String,
+        code: String,
+        token: String,
+    },
+    Done(Outcome),
+}
+
 /// Send the email unless the user is gone or verified, a newer request
 /// superseded this one, or this job already sent it.
 pub async fn send(job: &SendVerificationEmail, state: &WorkerState) -> anyhow::Result<Outcome> {
     let mut conn = state.db.get().await?;
-    let outcome = async {
-        let Some(user) = User::find(&mut conn, job.user_id).await? else {
-            tracing::info!(user = %job.user_id, "skipping verification email: user is gone");
-            return Ok(Outcome::Skipped);
-        };
-        if user.is_verified {
-            return Ok(Outcome::Skipped);
-        }
-        if let Some(existing) = EmailVerification::find(&mut conn, user.id).await? {
-            if existing.job_id == job.outbox_id && existing.sent_at.is_some() {
-                return Ok(Outcome::AlreadySent);
+    // Lock the user first (the order every writer of these rows uses, see
+    // `EmailVerification::lock`) and decide under that lock: a user verified
+    // or purged meanwhile gets nothing (issue 11 item 7).
+    let prepared = conn
+        .transaction::<_, anyhow::Error, _>(async |conn| {
+            let Some(user) = User::lock(conn, job.user_id).await? else {
+                tracing::info!(user = %job.user_id, "skipping verification email: user is gone");
+                return Ok(Prepared::Done(Outcome::Skipped));
+            };
+            if user.is_verified {
+                return Ok(Prepared::Done(Outcome::Skipped));
             }
-            if existing.requested_at > job.requested_at {
-                return Ok(Outcome::Skipped);
+            if let Some(existing) = EmailVerification::find(conn, user.id).await? {
+                if existing.job_id == job.outbox_id && existing.sent_at.is_some() {
+                    return Ok(Prepared::Done(Outcome::AlreadySent));
+                }
+                if existing.requested_at > job.requested_at {
+                    return Ok(Prepared::Done(Outcome::Skipped));
+                }
             }
-        }
-        let code = new_code();
-        let token = new_link_token();
-        let now = Utc::now();
-        let code_ttl = ChronoDuration::from_std(state.config.verify_code_ttl)?;
-        let link_ttl = ChronoDuration::from_std(state.config.verify_link_ttl)?;
-        let row = EmailVerification {
-            user_id: user.id,
-            code_hash: verification::code_hash(&state.secrets, user.id, &code),
-            code_expires_at: now + code_ttl,
-            link_hash: verification::link_hash(&state.secrets, &token),
-            link_expires_at: now + link_ttl,
-            attempts: 0,
-            job_id: job.outbox_id,
-            requested_at: job.requested_at,
-            sent_at: None,
-            created_at: now,
-        };
-        if !row.replace(&mut conn).await? {
-            return Ok(Outcome::Skipped);
-        }
-        let link = format!("{}/verify?token={token}", state.config.public_url);
-        state
-            .mailer
-            .send_verification(&VerificationEmail {
-                to: &user.email,
-                code: &code,
-                link: &link,
-                code_minutes: state.config.verify_code_ttl.as_secs() / 60,
-                link_hours: state.config.verify_link_ttl.as_secs() / 3600,
+            let code = new_code();
+            let token = new_link_token();
+            let now = Utc::now();
+            let code_ttl = ChronoDuration::from_std(state.config.verify_code_ttl)?;
+            let link_ttl = ChronoDuration::from_std(state.config.verify_link_ttl)?;
+            let row = EmailVerification {
+                user_id: user.id,
+                code_hash: verification::code_hash(&state.secrets, user.id, &code),
+                code_expires_at: now + code_ttl,
+                link_hash: verification::link_hash(&state.secrets, &token),
+                link_expires_at: now + link_ttl,
+                attempts: 0,
+                job_id: job.outbox_id,
+                requested_at: job.requested_at,
+                sent_at: None,
+                created_at: now,
+            };
+            if !row.replace(conn).await? {
+                return Ok(Prepared::Done(Outcome::Skipped));
+            }
+            Ok(Prepared::Send {
+                email: user.email,
+                code,
+                token,
             })
-            .await?;
-        EmailVerification::mark_sent(&mut conn, user.id, job.outbox_id).await?;
-        tracing::info!(user = %user.id, job = %job.outbox_id, "verification email sent");
-        Ok::<_, anyhow::Error>(Outcome::Sent)
-    }
-    .await?;
+        })
+        .await?;
+    let outcome = match prepared {
+        Prepared::Done(outcome) => outcome,
+        Prepared::Send { email, code, token } => {
+            let link = format!("{}/verify?token={token}", state.config.public_url);
+            state
+                .mailer
+                .send_verification(&VerificationEmail {
+                    to: &email,
+                    code: &code,
+                    link: &link,
+                    code_minutes: state.config.verify_code_ttl.as_secs() / 60,
+                    link_hours: state.config.verify_link_ttl.as_secs() / 3600,
+                })
+                .await?;
+            EmailVerification::mark_sent(&mut conn, job.user_id, job.outbox_id).await?;
+            tracing::info!(user = %job.user_id, job = %job.outbox_id, "verification email sent");
+            Outcome::Sent
+        }
+    };
     OutboxEntry::mark_completed(&mut conn, job.outbox_id).await?;
     Ok(outcome)
 }

@@ -31,7 +31,9 @@ async fn sigkill_mid_batch_still_delivers_every_email() {
             .unwrap();
         emails.push(email);
     }
-    let env = ctx.worker_env(&[("WORKER_CONCURRENCY", "3")]);
+    // The dead worker's claims expire with their lease (JOB_TIMEOUT + 5 s);
+    // a short limit keeps the test short.
+    let env = ctx.worker_env(&[("WORKER_CONCURRENCY", "3"), ("JOB_TIMEOUT", "5s")]);
     let mut first = Proc::spawn("gatehouse-worker", &env);
     eventually(Duration::from_secs(20), "the first email", || async {
         (!ctx.mail.all().await.is_empty()).then_some(())
