@@ -44,7 +44,7 @@ pub struct ListUsersQuery {
     pub is_active: Option<bool>,
     /// Case-insensitive substring of the email, first name or last name,
     /// 3 to 100 characters. Empty means no search.
-    #[param(min_length = 3, max_length = 100, example = "lovelace")]
+    #[param(max_length = 100, pattern = "^(|[\\s\\S]{3,})$", example = "lovelace")]
     pub q: Option<String>,
 }
 
