@@ -51,11 +51,17 @@ impl Scheduled for ScheduledPurge {
     async fn run(state: &WorkerState, tick: DateTime<Utc>) -> anyhow::Result<()> {
         let run = run_scheduled(state, tick).await?;
         if run.is_some() {
-            // The replica that won the tick also trims finished jobs in Redis.
-            let day = std::time::Duration::from_secs(24 * 3600);
-            if let Err(e) = crate::relay::vacuum_queues(state, day, 7 * day).await {
-                tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
-            }
+            // The replica that won the tick also trims finished jobs in
+            // Redis, in the background: with Redis stalled the vacuum waits
+            // for its timeouts, and the timer must not miss the next tick
+            // meanwhile (issue 11 item 21).
+            let state = state.clone();
+            tokio::spawn(async move {
+                let day = std::time::Duration::from_secs(24 * 3600);
+                if let Err(e) = crate::relay::vacuum_queues(&state, day, 7 * day).await {
+                    tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
+                }
+            });
         }
         Ok(())
     }
