@@ -1,45 +1,8 @@
 //! `SendEmailChangeConfirm`.
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Job, v1};
-
-/// Email the confirmation link and 6-digit code of an email change to the new address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendEmailChangeConfirm {
-    #[serde(default = "v1")]
-    pub v: u16,
-    /// The outbox row this job was relayed from (idempotency key).
-    pub outbox_id: Uuid,
-    pub user_id: Uuid,
-    pub change_id: Uuid,
-}
-
-impl SendEmailChangeConfirm {
-    pub fn new(user_id: Uuid, change_id: Uuid) -> Self {
-        Self {
-            v: Self::VERSION,
-            outbox_id: Uuid::now_v7(),
-            user_id,
-            change_id,
-        }
-    }
-}
-
-impl Job for SendEmailChangeConfirm {
-    const QUEUE: &'static str = "email-change-confirm";
-    const VERSION: u16 = 1;
-
-    fn outbox_id(&self) -> Uuid {
-        self.outbox_id
-    }
-
-    fn version(&self) -> u16 {
-        self.v
-    }
-
-    fn user_id(&self) -> Option<Uuid> {
-        Some(self.user_id)
-    }
+user_job! {
+    /// Email the confirmation link and 6-digit code of an email change to the new address.
+    SendEmailChangeConfirm, "email-change-confirm", change_id: Uuid
 }

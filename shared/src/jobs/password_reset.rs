@@ -1,43 +1,6 @@
 //! `SendPasswordReset`.
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use super::{Job, v1};
-
-/// Email a password-reset link (`forgot`). The token is made by the worker and stored as a keyed hash in `password_resets` (row keyed on this job's outbox id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendPasswordReset {
-    #[serde(default = "v1")]
-    pub v: u16,
-    /// The outbox row this job was relayed from (idempotency key).
-    pub outbox_id: Uuid,
-    pub user_id: Uuid,
-}
-
-impl SendPasswordReset {
-    pub fn new(user_id: Uuid) -> Self {
-        Self {
-            v: Self::VERSION,
-            outbox_id: Uuid::now_v7(),
-            user_id,
-        }
-    }
-}
-
-impl Job for SendPasswordReset {
-    const QUEUE: &'static str = "password-reset";
-    const VERSION: u16 = 1;
-
-    fn outbox_id(&self) -> Uuid {
-        self.outbox_id
-    }
-
-    fn version(&self) -> u16 {
-        self.v
-    }
-
-    fn user_id(&self) -> Option<Uuid> {
-        Some(self.user_id)
-    }
+user_job! {
+    /// Email a password-reset link (`forgot`). The token is made by the worker and stored as a keyed hash in `password_resets` (row keyed on this job's outbox id).
+    SendPasswordReset, "password-reset"
 }

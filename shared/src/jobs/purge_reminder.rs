@@ -1,43 +1,6 @@
 //! `SendPurgeReminder`.
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use super::{Job, v1};
-
-/// Remind an unverified account, 24 h before its purge, with a fresh verification link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendPurgeReminder {
-    #[serde(default = "v1")]
-    pub v: u16,
-    /// The outbox row this job was relayed from (idempotency key).
-    pub outbox_id: Uuid,
-    pub user_id: Uuid,
-}
-
-impl SendPurgeReminder {
-    pub fn new(user_id: Uuid) -> Self {
-        Self {
-            v: Self::VERSION,
-            outbox_id: Uuid::now_v7(),
-            user_id,
-        }
-    }
-}
-
-impl Job for SendPurgeReminder {
-    const QUEUE: &'static str = "purge-reminder";
-    const VERSION: u16 = 1;
-
-    fn outbox_id(&self) -> Uuid {
-        self.outbox_id
-    }
-
-    fn version(&self) -> u16 {
-        self.v
-    }
-
-    fn user_id(&self) -> Option<Uuid> {
-        Some(self.user_id)
-    }
+user_job! {
+    /// Remind an unverified account, 24 h before its purge, with a fresh verification link.
+    SendPurgeReminder, "purge-reminder"
 }

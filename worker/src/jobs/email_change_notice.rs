@@ -5,7 +5,7 @@ use gatehouse_shared::models::email_change::{self, EmailChange, REVERT_DAYS};
 use minijinja::context;
 
 use super::Handler;
-use super::notices::{already_done, complete};
+use super::notices::once;
 use super::verify_email::{Outcome, new_link_token};
 use crate::mailer::Email;
 use crate::state::WorkerState;
@@ -17,10 +17,7 @@ impl Handler for SendEmailChangeNotice {
 }
 
 pub async fn send(job: &SendEmailChangeNotice, state: &WorkerState) -> anyhow::Result<Outcome> {
-    if already_done(state, job.outbox_id).await? {
-        return Ok(Outcome::AlreadySent);
-    }
-    let outcome = async {
+    once(state, job.outbox_id, async {
         let mut conn = state.db.get().await?;
         let Some(change) = EmailChange::find(&mut conn, job.change_id).await? else {
             return Ok(Outcome::Skipped);
@@ -40,9 +37,7 @@ pub async fn send(job: &SendEmailChangeNotice, state: &WorkerState) -> anyhow::R
                 context: context! { link => link, days => REVERT_DAYS },
             })
             .await?;
-        Ok::<_, anyhow::Error>(Outcome::Sent)
-    }
-    .await?;
-    complete(state, job.outbox_id).await?;
-    Ok(outcome)
+        Ok(Outcome::Sent)
+    })
+    .await
 }

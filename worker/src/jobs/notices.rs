@@ -4,6 +4,7 @@
 use gatehouse_shared::models::OutboxEntry;
 use uuid::Uuid;
 
+use super::verify_email::Outcome;
 use crate::state::WorkerState;
 
 /// True when this job's outbox row is already complete: a redelivery of
@@ -19,4 +20,20 @@ pub(crate) async fn complete(state: &WorkerState, outbox_id: Uuid) -> anyhow::Re
     let mut conn = state.db.get().await?;
     OutboxEntry::mark_completed(&mut conn, outbox_id).await?;
     Ok(())
+}
+
+/// Send `email` at most once per outbox entry: a redelivery of a completed
+/// entry sends nothing, and the entry is completed once `email` succeeds
+/// (`email` is an async block: it does not start until the check passed).
+pub(crate) async fn once(
+    state: &WorkerState,
+    outbox_id: Uuid,
+    email: impl Future<Output = anyhow::Result<Outcome>>,
+) -> anyhow::Result<Outcome> {
+    if already_done(state, outbox_id).await? {
+        return Ok(Outcome::AlreadySent);
+    }
+    let outcome = email.await?;
+    complete(state, outbox_id).await?;
+    Ok(outcome)
 }
