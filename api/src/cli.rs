@@ -107,6 +107,17 @@ pub enum UsersCommand {
         /// The user's email or id.
         user: String,
     },
+    /// Disable a user: every session ends, and logins get 403
+    /// account_disabled until enabled (the last active admin cannot be).
+    Disable {
+        /// The user's email or id.
+        user: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's email or id.
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -325,6 +336,23 @@ async fn users(conn: &mut AsyncPgConnection, cmd: UsersCommand) -> anyhow::Resul
                 println!("verified {}", u.email);
             }
         }
+        UsersCommand::Disable { user } => set_active(conn, &user, false).await?,
+        UsersCommand::Enable { user } => set_active(conn, &user, true).await?,
+    }
+    Ok(())
+}
+
+/// `users disable|enable`: as an admin's `PATCH /users/{id} {is_active}`.
+async fn set_active(conn: &mut AsyncPgConnection, user: &str, active: bool) -> anyhow::Result<()> {
+    let u = find_user(conn, user).await?;
+    let state = if active { "enabled" } else { "disabled" };
+    if u.is_active == active {
+        println!("{} is already {state}", u.email);
+    } else {
+        crate::users::set_active_from_cli(conn, u.id, active)
+            .await
+            .map_err(cli_error)?;
+        println!("{state} {}", u.email);
     }
     Ok(())
 }

@@ -169,6 +169,33 @@ pub async fn verify_from_cli(conn: &mut AsyncPgConnection, id: Uuid) -> ApiResul
     .await
 }
 
+/// `gatehouse-api admin users disable|enable`: as an admin's PATCH of
+/// `is_active` (sessions end on disable, `user_disabled`/`user_enabled`
+/// events with actor "cli"); the last active admin cannot be disabled.
+pub async fn set_active_from_cli(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    active: bool,
+) -> ApiResult<User> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        // Users first, admins in one order (as `update_user`).
+        let _admins = User::lock_admin_ids(conn).await?;
+        let before = User::lock(conn, id).await?.ok_or_else(not_found)?;
+        if !active && before.is_admin() && before.is_active {
+            let active_admins = User::active_admin_ids(conn).await?;
+            if !active_admins.iter().any(|other| *other != before.id) {
+                return Err(ApiError::last_admin());
+            }
+        }
+        let update = UserUpdate {
+            is_active: Some(active),
+            ..Default::default()
+        };
+        apply(conn, None, before, update, None).await
+    })
+    .await
+}
+
 /// Write the fields of `update` that differ from `before`, with one
 /// `user_updated` event naming them (old and new values of email, role and
 /// verification), in the caller's transaction. Authorization and the

@@ -286,6 +286,60 @@ async fn item_6_admin_promote_is_audited_as_cli() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn item_6_users_disable_and_enable() {
+    use gatehouse_shared::models::AuditAction;
+    let app = TestApp::spawn().await;
+    let ada = app.insert_user("ada@example.com", Role::User, true).await;
+    let tokens = app.session_for(ada).await;
+
+    let out = admin(&app.db, &["users", "disable", "ada@example.com"]).await;
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "disabled ada@example.com\n");
+    // Every session ends; a login with the right password is 403.
+    assert_eq!(
+        refresh(&app, &tokens.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.assert_token_refused(&tokens.access).await;
+    let res = app
+        .post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": crate::common::PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "account_disabled");
+    let disabled = events(&app.db, AuditAction::UserDisabled).await;
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].subject_id, Some(ada));
+    let updated = events(&app.db, AuditAction::UserUpdated).await;
+    assert_eq!(updated[0].details["actor"], "cli");
+    let again = admin(&app.db, &["users", "disable", &ada.to_string()]).await;
+    assert!(text(&again.stdout).contains("already disabled"));
+
+    let out = admin(&app.db, &["users", "enable", "ada@example.com"]).await;
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "enabled ada@example.com\n");
+    app.login("ada@example.com", crate::common::PASSWORD).await;
+    assert_eq!(events(&app.db, AuditAction::UserEnabled).await.len(), 1);
+
+    // The last active admin cannot be disabled.
+    app.insert_user("root@example.com", Role::Admin, true).await;
+    let out = admin(&app.db, &["users", "disable", "root@example.com"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let mut conn = app.db.conn().await;
+    let root = User::find_by_email(
+        &mut conn,
+        &gatehouse_shared::domain::Email::parse("root@example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(root.is_active);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn item_6_sessions_revoke_ends_every_session_and_is_audited() {
     let app = TestApp::spawn().await;
     let ada = app.insert_user("ada@example.com", Role::User, true).await;
