@@ -236,16 +236,17 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     }
 
     let stdin = std::io::stdin();
-    let mut stderr = std::io::stderr();
-    write!(stderr, "{prompt}")?;
-    stderr.flush()?;
     let original = tcgetattr(&stdin)?;
     let mut silent = original.clone();
     silent.local_modes.remove(LocalModes::ECHO);
     // Still echo the newline, so the next prompt starts on its own line.
     silent.local_modes.insert(LocalModes::ECHONL);
+    // Echo off before the prompt shows: nothing typed after it is echoed.
     tcsetattr(&stdin, OptionalActions::Now, &silent)?;
     let _restore = Restore(original);
+    let mut stderr = std::io::stderr();
+    write!(stderr, "{prompt}")?;
+    stderr.flush()?;
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
@@ -276,6 +277,7 @@ async fn users(conn: &mut AsyncPgConnection, cmd: UsersCommand) -> anyhow::Resul
             let filter = UserFilter {
                 role,
                 is_verified: verified,
+                is_active: None,
                 q: search.filter(|s| !s.is_empty()),
             };
             let page = User::list(conn, &filter, PageRequest { limit, offset }).await?;

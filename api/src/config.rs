@@ -184,6 +184,12 @@ pub struct ApiConfig {
     /// Refreshes per client IP.
     #[arg(long, help_heading = "Limits", env = "RATE_LIMIT_REFRESH_IP", default_value = "120/1m", value_parser = Rule::parse)]
     pub rate_limit_refresh_ip: Rule,
+    /// Password-reset requests (`forgot`) per client IP.
+    #[arg(long, env = "RATE_LIMIT_FORGOT_IP", default_value = "20/1h", value_parser = Rule::parse)]
+    pub rate_limit_forgot_ip: Rule,
+    /// Password-reset requests (`forgot`) per email address.
+    #[arg(long, env = "RATE_LIMIT_FORGOT_ACCOUNT", default_value = "5/1h", value_parser = Rule::parse)]
+    pub rate_limit_forgot_account: Rule,
     /// Consecutive failed logins on one account before delays start.
     #[arg(
         long,
@@ -278,12 +284,20 @@ pub struct ApiConfig {
     /// Connection limits of the HTTP server (see `crate::server`).
     #[command(flatten)]
     pub serving: ServingArgs,
+    /// `STARTUP_TIMEOUT`.
+    #[command(flatten)]
+    pub startup: gatehouse_shared::config::StartupArgs,
+    /// How long browsers may cache a CORS preflight (`Access-Control-Max-Age`;
+    /// browsers cap it, Chromium at 2 h).
+    #[arg(long, help_heading = "Server", env = "CORS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub cors_max_age: Duration,
 }
 
 /// How the HTTP server treats connections: timeouts against slow or idle
 /// clients, a cap on open connections, the header size limit, and the
 /// separate metrics address.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
 pub struct ServingArgs {
     /// A client must send a request's complete headers within this time
     /// (also the longest wait for the first request of a new connection).
@@ -339,6 +353,15 @@ impl ApiConfig {
             }
             _ => {}
         }
+        self.tokens.check_secret()?;
+        self.check_origins()?;
+        if let Some(password) = self.bootstrap_admin_password.as_deref() {
+            gatehouse_shared::config::check_not_known_secret(
+                "BOOTSTRAP_ADMIN_PASSWORD",
+                password.as_bytes(),
+                self.tokens.dev_allow_known_secrets,
+            )?;
+        }
         if self.refresh_token_ttl <= self.tokens.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL".into());
         }
@@ -355,6 +378,8 @@ impl ApiConfig {
             verify_ip: self.rate_limit_verify_ip,
             resend_account: self.rate_limit_resend_account,
             refresh_ip: self.rate_limit_refresh_ip,
+            forgot_ip: self.rate_limit_forgot_ip,
+            forgot_account: self.rate_limit_forgot_account,
             lockout_threshold: self.login_lockout_threshold.max(1),
             lockout_base: self.login_lockout_base,
             lockout_max: self.login_lockout_max,
@@ -369,6 +394,29 @@ impl ApiConfig {
             breaker_cooldown: self.rate_limit_breaker_cooldown,
             fallback_keys: self.rate_limit_fallback_keys,
         }
+    }
+
+    /// `CORS_ALLOWED_ORIGINS`: exact `http(s)://host[:port]` origins. `*`
+    /// is refused: the API allows credentials (the refresh cookie), and
+    /// browsers never combine that with a wildcard.
+    fn check_origins(&self) -> Result<(), String> {
+        for origin in self.allowed_origins() {
+            if origin.contains('*') {
+                return Err("CORS_ALLOWED_ORIGINS: `*` is not supported (the API allows credentials, which browsers refuse with a wildcard); list the exact origins, e.g. https://app.example.com,https://admin.example.com".into());
+            }
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            let host = origin.split_once("://").map_or("", |(_, h)| h);
+            if !scheme_ok
+                || host.is_empty()
+                || host.contains('/')
+                || axum::http::HeaderValue::from_str(&origin).is_err()
+            {
+                return Err(format!(
+                    "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {

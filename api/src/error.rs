@@ -212,6 +212,19 @@ impl ApiError {
         )
     }
 
+    pub fn account_disabled() -> Self {
+        Self::forbidden("account_disabled", "This account is disabled.")
+    }
+
+    /// 400 `invalid_token`: a wrong, expired or used emailed token (reset,
+    /// email change, revert). Not 401: no credentials are involved.
+    pub fn invalid_link_token() -> Self {
+        Self::bad_request(
+            "invalid_token",
+            "The link is invalid, expired or already used.",
+        )
+    }
+
     pub fn email_taken() -> Self {
         Self::conflict("email_taken", "An account with this email already exists.")
     }

@@ -8,10 +8,12 @@
 // Use cases, one module per resource (the routes of the same name call them).
 pub mod accounts;
 pub mod audit;
+pub mod email;
 pub mod jobs;
 pub mod keys;
 pub mod me;
 pub mod pages;
+pub mod password;
 pub mod sessions;
 pub mod users;
 
@@ -132,6 +134,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::accounts::router())
         .merge(routes::sessions::router())
+        .merge(routes::password::router())
+        .merge(routes::email::router())
         .merge(routes::me::router())
         .merge(routes::users::router())
         .merge(routes::jobs::router())
@@ -192,6 +196,10 @@ pub fn router(state: AppState) -> Router {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // Readable by scripts on an allowed origin: where a signup
+            // landed, the id to quote in a report, when to retry.
+            .expose_headers([header::LOCATION, request_id.clone(), header::RETRY_AFTER])
+            .max_age(state.config.cors_max_age)
             .allow_credentials(true)
     };
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(65_536);
@@ -241,10 +249,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        // The span names the path only: the pages' query strings hold tokens.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        // A span per request (debug) with the request id and the path only:
+        // a query can hold an email, and the pages' queries hold tokens.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(axum::middleware::from_fn(middleware::log_requests))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 

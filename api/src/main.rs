@@ -77,11 +77,21 @@ fn config(cmd: ConfigCommand) -> ExitCode {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let addr = cli.config.api_addr;
+    // Settings first (a published JWT_SECRET is refused before any
+    // connection), then wait for PostgreSQL and Redis.
+    cli.config.validate().map_err(anyhow::Error::msg)?;
+    gatehouse_shared::startup::wait_for_services(
+        &cli.config.db,
+        Some(&cli.config.redis),
+        cli.config.startup.startup_timeout,
+    )
+    .await?;
     gatehouse_shared::db::run_migrations(&cli.config.db.database_url).await?;
     let state = gatehouse_api::build_state(cli.config).await?;
     gatehouse_api::accounts::bootstrap_admin(&state).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "gatehouse-api listening");
+    let docs = format!("{}/docs", state.config.public_url());
+    tracing::info!(%addr, %docs, "gatehouse-api listening; API docs at {docs}");
     gatehouse_api::serve(
         state,
         listener,

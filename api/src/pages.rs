@@ -360,7 +360,7 @@ pub async fn reset_password(
     let Some(token) = token else {
         return RESET_PASSWORD.invalid();
     };
-    match lifecycle::reset_password(state, &token, password, ip).await {
+    match crate::password::reset(state, &token, password, ip).await {
         Ok(()) => RESET_PASSWORD.done(),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             let reason = e
@@ -380,8 +380,8 @@ pub async fn confirm_email(state: &AppState, token: Option<String>, ip: Option<S
     let Some(token) = token else {
         return EMAIL_CONFIRM.invalid();
     };
-    match lifecycle::confirm_email(state, &token, ip).await {
-        Ok(()) => EMAIL_CONFIRM.done(),
+    match crate::email::confirm_link(state, &token, ip).await {
+        Ok(_) => EMAIL_CONFIRM.done(),
         Err(e) => EMAIL_CONFIRM.error(e),
     }
 }
@@ -391,52 +391,9 @@ pub async fn revert_email(state: &AppState, token: Option<String>, ip: Option<St
     let Some(token) = token else {
         return EMAIL_REVERT.invalid();
     };
-    match lifecycle::revert_email(state, &token, ip).await {
+    match crate::email::revert(state, &token, ip).await {
         Ok(()) => EMAIL_REVERT.done(),
         Err(e) => EMAIL_REVERT.error(e),
-    }
-}
-
-/// PLACEHOLDER for the account-lifecycle use cases (issue 13 items 1 and 2,
-/// branch `lifecycle`: `crate::password::reset`, `crate::email::confirm_link`,
-/// `crate::email::revert`), which had not landed on main when these pages
-/// were built. Until then the three pages answer "not available" (503)
-/// and change nothing; when they land, each body below becomes the one
-/// call named in its comment (they apply their own rate limits).
-mod lifecycle {
-    use crate::error::{ApiError, ApiResult};
-    use crate::state::AppState;
-
-    fn not_available() -> ApiError {
-        ApiError::unavailable("This action is not available on this server yet.")
-    }
-
-    /// `crate::password::reset(state, token, new_password, ip)`.
-    pub async fn reset_password(
-        _state: &AppState,
-        _token: &str,
-        _new_password: String,
-        _ip: Option<String>,
-    ) -> ApiResult<()> {
-        Err(not_available())
-    }
-
-    /// `crate::email::confirm_link(state, token, ip).map(|_| ())`.
-    pub async fn confirm_email(
-        _state: &AppState,
-        _token: &str,
-        _ip: Option<String>,
-    ) -> ApiResult<()> {
-        Err(not_available())
-    }
-
-    /// `crate::email::revert(state, token, ip)`.
-    pub async fn revert_email(
-        _state: &AppState,
-        _token: &str,
-        _ip: Option<String>,
-    ) -> ApiResult<()> {
-        Err(not_available())
     }
 }
 

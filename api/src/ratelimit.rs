@@ -88,6 +88,10 @@ pub enum Class {
     VerifyIp,
     ResendAccount,
     RefreshIp,
+    /// `POST /auth/password/forgot` per client IP.
+    ForgotIp,
+    /// `POST /auth/password/forgot` per email (known or not, alike).
+    ForgotAccount,
 }
 
 impl Class {
@@ -101,6 +105,8 @@ impl Class {
             Self::VerifyIp => "verify_ip",
             Self::ResendAccount => "resend_account",
             Self::RefreshIp => "refresh_ip",
+            Self::ForgotIp => "forgot_ip",
+            Self::ForgotAccount => "forgot_account",
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct Rules {
     pub verify_ip: Rule,
     pub resend_account: Rule,
     pub refresh_ip: Rule,
+    pub forgot_ip: Rule,
+    pub forgot_account: Rule,
     pub lockout_threshold: u64,
     pub lockout_base: Duration,
     pub lockout_max: Duration,
@@ -135,6 +143,8 @@ impl Rules {
             Class::VerifyIp => self.verify_ip,
             Class::ResendAccount => self.resend_account,
             Class::RefreshIp => self.refresh_ip,
+            Class::ForgotIp => self.forgot_ip,
+            Class::ForgotAccount => self.forgot_account,
         }
     }
 
@@ -792,6 +802,26 @@ impl Limiter {
         self.local.lock().failures.remove(&gate.failures);
         let _ = self.eval::<i64>(&DEL_SCRIPT, &[&gate.failures], &[]).await;
     }
+
+    /// A password reset proved the owner holds the inbox: clear the
+    /// account's soft-lock as seen from the resetting client, and the
+    /// account-wide ceiling (so the owner is not held to known devices).
+    pub async fn clear_after_reset(&self, account: &str, client: &Client) {
+        if !self.enabled {
+            return;
+        }
+        const DEL2: &str = "return redis.call('DEL', KEYS[1], KEYS[2])";
+        static DEL2_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DEL2));
+        let gate = self.login_gate(account, client);
+        {
+            let mut local = self.local.lock();
+            local.failures.remove(&gate.failures);
+            local.windows.remove(&gate.ceiling);
+        }
+        let _ = self
+            .eval::<i64>(&DEL2_SCRIPT, &[&gate.failures, &gate.ceiling], &[])
+            .await;
+    }
 }
 
 #[cfg(test)]
@@ -844,6 +874,8 @@ mod tests {
             verify_ip: r("1/1m"),
             resend_account: r("1/1m"),
             refresh_ip: r("1/1m"),
+            forgot_ip: r("1/1m"),
+            forgot_account: r("1/1m"),
             lockout_threshold: 2,
             lockout_base: Duration::from_secs(1),
             lockout_max: Duration::from_secs(5),

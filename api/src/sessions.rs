@@ -33,6 +33,8 @@ pub struct TokenPair {
 pub enum LoginError {
     InvalidCredentials,
     NotVerified,
+    /// An admin disabled the account (told only after a correct password).
+    Disabled,
     Other(ApiError),
 }
 
@@ -50,6 +52,7 @@ impl From<LoginError> for ApiError {
                 "email_not_verified",
                 "Verify your email address before logging in.",
             ),
+            LoginError::Disabled => ApiError::account_disabled(),
             LoginError::Other(e) => e,
         }
     }
@@ -216,6 +219,24 @@ async fn check_credentials(
         User::set_password_hash(&mut conn, user.id, &hash)
             .await
             .map_err(ApiError::from)?;
+        // `open_session` compares the hash it minted against this one.
+        let mut user = user;
+        user.password_hash = hash;
+        return finish_checks(state, ip, attempted, user);
+    }
+    finish_checks(state, ip, attempted, user)
+}
+
+/// The checks after a correct password: disabled, then unverified.
+fn finish_checks(
+    state: &AppState,
+    ip: Option<&str>,
+    attempted: &str,
+    user: User,
+) -> Result<User, LoginError> {
+    if !user.is_active {
+        audit_login_failed(state, ip, Some(user.id), attempted, "account_disabled");
+        return Err(LoginError::Disabled);
     }
     if state.config.require_verified_login && !user.is_verified {
         audit_login_failed(state, ip, Some(user.id), attempted, "email_not_verified");
@@ -246,9 +267,15 @@ pub async fn open_session(
     // new session too) or is seen (see `models::revocation`).
     let (user, session, now) = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            let (user, now) = User::lock_for_minting(conn, user.id)
+            let (locked, now) = User::lock_for_minting(conn, user.id)
                 .await?
                 .ok_or_else(ApiError::invalid_credentials)?;
+            // A password reset or change that committed after the password
+            // was checked wins the race: the old password opens nothing.
+            if locked.password_hash != user.password_hash || !locked.is_active {
+                return Err(ApiError::invalid_credentials());
+            }
+            let user = locked;
             let session = session.insert(conn).await?;
             Ok((user, session, now))
         })
@@ -354,7 +381,7 @@ pub async fn refresh(
             let session = Session::lock(conn, claims.sid)
                 .await?
                 .ok_or(RefreshError::Invalid)?;
-            if session.user_id != claims.sub || !session.is_active(now) {
+            if session.user_id != claims.sub || !session.is_active(now) || !user.is_active {
                 return Err(RefreshError::Invalid);
             }
             if claims.jti == session.refresh_jti {
@@ -421,6 +448,85 @@ pub async fn logout(
             .details(json!({"session_id": session_id, "sessions_revoked": revoked})),
     );
     Ok(())
+}
+
+// ---- The caller's sessions (`/me/sessions`) and a user's, for admins
+// (`/users/{id}/sessions`). Revoking goes through `Session::end` /
+// `Session::end_all_for_user`, so access tokens die at once and the
+// revocation feed carries it.
+
+fn session_not_found() -> ApiError {
+    ApiError::not_found("No such session.")
+}
+
+/// A user's live sessions, newest first.
+pub async fn list_of_user(state: &AppState, user_id: Uuid) -> ApiResult<Vec<Session>> {
+    let mut conn = state.db.get().await?;
+    Ok(Session::live_of_user(&mut conn, user_id).await?)
+}
+
+/// Admins: a user's live sessions; 404 when the user does not exist.
+pub async fn list_for_admin(state: &AppState, user_id: Uuid) -> ApiResult<Vec<Session>> {
+    let mut conn = state.db.get().await?;
+    User::find(&mut conn, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No user with this id."))?;
+    Ok(Session::live_of_user(&mut conn, user_id).await?)
+}
+
+/// Revoke one of the caller's own sessions. Another user's session id is
+/// 404, exactly like an unknown one.
+pub async fn revoke_own(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    ip: Option<String>,
+) -> ApiResult<()> {
+    let mut conn = state.db.get().await?;
+    Session::find_live_of_user(&mut conn, session_id, user_id)
+        .await?
+        .ok_or_else(session_not_found)?;
+    Session::end(&mut conn, session_id, "revoked_by_user").await?;
+    state.audit.record(
+        AuditEvent::new(AuditAction::SessionRevoked)
+            .by_self(user_id)
+            .ip(ip)
+            .details(json!({"session_id": session_id, "sessions_revoked": 1})),
+    );
+    Ok(())
+}
+
+/// Revoke every session of `user_id` except `keep` (the caller's own for
+/// `DELETE /me/sessions`; none for an admin's `DELETE /users/{id}/sessions`).
+pub async fn revoke_all(
+    state: &AppState,
+    actor: Uuid,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    ip: Option<String>,
+) -> ApiResult<usize> {
+    let mut conn = state.db.get().await?;
+    let reason = if keep.is_some() {
+        "revoked_by_user"
+    } else {
+        "revoked_by_admin"
+    };
+    let ended = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            User::find(conn, user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("No user with this id."))?;
+            Ok(Session::end_all_for_user(conn, user_id, keep, reason).await?)
+        })
+        .await?;
+    state.audit.record(
+        AuditEvent::new(AuditAction::SessionRevoked)
+            .actor(actor)
+            .subject(user_id)
+            .ip(ip)
+            .details(json!({"scope": "all", "kept": keep, "sessions_revoked": ended.len()})),
+    );
+    Ok(ended.len())
 }
 
 /// `gatehouse-api admin sessions revoke --user`: end every session of a

@@ -27,6 +27,7 @@ pub struct UserUpdate {
     pub email: Option<Email>,
     pub role: Option<Role>,
     pub is_verified: Option<bool>,
+    pub is_active: Option<bool>,
 }
 
 fn not_found() -> ApiError {
@@ -97,8 +98,10 @@ pub async fn update_user(
     update: UserUpdate,
     ip: Option<String>,
 ) -> ApiResult<User> {
-    let privileged =
-        update.email.is_some() || update.role.is_some() || update.is_verified.is_some();
+    let privileged = update.email.is_some()
+        || update.role.is_some()
+        || update.is_verified.is_some()
+        || update.is_active.is_some();
     authorize_update(actor, target_id, privileged)?;
     let mut conn = state.db.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
@@ -114,6 +117,17 @@ pub async fn update_user(
             && is_last_admin(&before, &admins)
         {
             return Err(ApiError::last_admin());
+        }
+        // Disabling (or demoting) the last *active* admin would leave
+        // nobody able to administer: 409 as well. The admin rows are
+        // locked above, so two admins disabling each other serialise.
+        let removes_admin =
+            update.is_active == Some(false) || update.role.is_some_and(|r| r != Role::Admin);
+        if removes_admin && before.is_admin() && before.is_active {
+            let active = User::active_admin_ids(conn).await?;
+            if !active.iter().any(|id| *id != before.id) {
+                return Err(ApiError::last_admin());
+            }
         }
         if actor.is_admin() {
             still_admin(&admins, actor.id)?;
@@ -213,6 +227,18 @@ async fn apply(
         changes.is_verified = Some(verified);
         changes.verified_at = Some(verified.then(Utc::now));
     }
+    let mut toggled = None;
+    if let Some(active) = update.is_active
+        && active != before.is_active
+    {
+        fields.push("is_active");
+        details.insert(
+            "is_active".into(),
+            json!({"old": before.is_active, "new": active}),
+        );
+        changes.is_active = Some(active);
+        toggled = Some(active);
+    }
     if fields.is_empty() {
         return Ok(before);
     }
@@ -221,6 +247,7 @@ async fn apply(
         .map_err(ApiError::from_user_write)?
         .ok_or_else(not_found)?;
     details.insert("fields".into(), json!(fields));
+    let ip_copy = ip.clone();
     if actor.is_none() {
         details.insert("actor".into(), json!("cli"));
     }
@@ -232,6 +259,25 @@ async fn apply(
         event = event.actor(actor);
     }
     event.insert(conn).await?;
+    if let Some(active) = toggled {
+        // Its own event too, so the trail can be filtered for it.
+        let action = if active {
+            AuditAction::UserEnabled
+        } else {
+            AuditAction::UserDisabled
+        };
+        let mut event = AuditEvent::new(action).subject(before.id).ip(ip_copy);
+        if let Some(actor) = actor {
+            event = event.actor(actor);
+        }
+        event.insert(conn).await?;
+    }
+    if toggled == Some(false) {
+        // Disabled: every session ends (refresh refused, access tokens
+        // stale at once). Last, so the feed's lock is held only to commit.
+        Session::end_all_for_user(conn, before.id, None, "account_disabled").await?;
+        return Ok(updated);
+    }
     // A new role or email: every access token issued before is refused
     // from now on; the sessions survive, so a refresh carries the change.
     // Last, so the feed's lock is held only until the commit.

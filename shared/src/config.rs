@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 
 /// Load `.env` (if present) before clap reads the environment.
 pub fn load_dotenv() {
@@ -56,6 +56,16 @@ pub struct RedisArgs {
     /// How long to wait for a Redis reply; generous, so a load spike is not fatal.
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub redis_response_timeout: Duration,
+}
+
+/// How long a binary waits for its dependencies at startup.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Startup")]
+pub struct StartupArgs {
+    /// At startup, retry an unreachable PostgreSQL or Redis (with backoff)
+    /// for this long before exiting; containers start in any order.
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub startup_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,9 +134,49 @@ pub struct TokenArgs {
     /// picked up within this period, without a restart.
     #[arg(long, env = "KEY_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub key_refresh_interval: Duration,
+    /// Development and tests only: accept a JWT_SECRET (or bootstrap admin
+    /// password) published in the repository (deploy/known-secrets.txt).
+    #[arg(long, env = "GATEHOUSE_DEV_ALLOW_KNOWN_SECRETS", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub dev_allow_known_secrets: bool,
 }
 
+/// Every secret-looking value published in this repository (examples,
+/// placeholders, test fixtures): never acceptable as a real secret.
+const KNOWN_SECRETS: &str = include_str!("../data/known-secrets.txt");
+
+/// True when `value` is one of the published values of `KNOWN_SECRETS`.
+pub fn is_known_secret(value: &[u8]) -> bool {
+    KNOWN_SECRETS
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .any(|l| l.as_bytes() == value)
+}
+
+/// Refuse a published secret unless the development flag is set. The
+/// message names the variable and the flag, never the value.
+pub fn check_not_known_secret(variable: &str, value: &[u8], allow: bool) -> Result<(), String> {
+    if allow || !is_known_secret(value) {
+        return Ok(());
+    }
+    Err(format!(
+        "{variable} is a value published in the Gatehouse repository (deploy/known-secrets.txt), so anyone can forge tokens with it: generate a new one (`openssl rand -base64 48`, or scripts/dev-secrets.sh), or set {ALLOW_KNOWN_SECRETS_VAR}=true for local development only"
+    ))
+}
+
+/// The development flag that lets a published secret through.
+pub const ALLOW_KNOWN_SECRETS_VAR: &str = "GATEHOUSE_DEV_ALLOW_KNOWN_SECRETS";
+
 impl TokenArgs {
+    /// `JWT_SECRET` must not be a published value (unless the development
+    /// flag allows it).
+    pub fn check_secret(&self) -> Result<(), String> {
+        check_not_known_secret(
+            "JWT_SECRET",
+            self.jwt_secret.bytes(),
+            self.dev_allow_known_secrets,
+        )
+    }
+
     pub fn key_timing(&self) -> crate::keys::KeyTiming {
         crate::keys::KeyTiming {
             refresh_interval: self.key_refresh_interval,
@@ -150,6 +200,21 @@ pub fn parse_or_exit<T: clap::Parser>() -> T {
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
             ) {
                 e.exit();
+            }
+            if e.kind() == ErrorKind::ValueValidation {
+                // clap quotes the rejected value; for JWT_SECRET or a URL
+                // with a password that would print the secret. Name the
+                // setting and the reason only.
+                use clap::error::{ContextKind, ContextValue};
+                let arg = match e.get(ContextKind::InvalidArg) {
+                    Some(ContextValue::String(a)) => a.clone(),
+                    _ => "a setting".to_owned(),
+                };
+                let reason = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "invalid value".to_owned());
+                eprintln!("error: invalid value for {arg}: {}", one_line(&reason));
+                std::process::exit(2);
             }
             eprintln!("{}", one_line(&e.to_string()));
             std::process::exit(2);

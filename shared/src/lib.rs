@@ -13,6 +13,7 @@ pub mod process;
 pub mod queue;
 pub mod rotation;
 pub mod schema;
+pub mod startup;
 pub mod telemetry;
 
 /// Hex-encoded SHA-256, used to store one-time secrets (codes, links) hashed.

@@ -62,9 +62,20 @@ pub fn block_on_main(
     match runtime.block_on(main) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "{name} stopped");
-            eprintln!("error: {e:#}");
+            // Once, on stderr (not also as a log line): the message is
+            // written to be read there.
+            eprintln!("error: {name}: {}", one_line(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Join a message's lines (a multi-line cause) into one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -13,6 +13,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_changes (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        old_email -> Text,
+        new_email -> Text,
+        requested_at -> Timestamptz,
+        confirm_job_id -> Uuid,
+        token_hash -> Nullable<Text>,
+        code_hash -> Nullable<Text>,
+        confirm_expires_at -> Nullable<Timestamptz>,
+        code_attempts -> Int4,
+        confirmed_at -> Nullable<Timestamptz>,
+        notice_job_id -> Uuid,
+        revert_hash -> Nullable<Text>,
+        reverted_at -> Nullable<Timestamptz>,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     email_verifications (user_id) {
         user_id -> Uuid,
         code_hash -> Text,
@@ -59,6 +79,18 @@ diesel::table! {
         completed_at -> Nullable<Timestamptz>,
         claimed_at -> Nullable<Timestamptz>,
         claimed_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    password_resets (user_id) {
+        user_id -> Uuid,
+        job_id -> Uuid,
+        token_hash -> Nullable<Text>,
+        expires_at -> Nullable<Timestamptz>,
+        requested_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -115,17 +147,23 @@ diesel::table! {
         verified_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        is_active -> Bool,
+        reminded_at -> Nullable<Timestamptz>,
     }
 }
 
+diesel::joinable!(email_changes -> users (user_id));
 diesel::joinable!(email_verifications -> users (user_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    email_changes,
     email_verifications,
     job_runs,
     outbox,
+    password_resets,
     revocations,
     sessions,
     signing_keys,

@@ -27,14 +27,30 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, envs: &[(&str, String)]) -> Self {
+        Self::spawn_to(name, envs, None)
+    }
+
+    /// Like `spawn`, with stdout and stderr both written to `log` (for
+    /// tests that read what a binary logs). `envs` can set `RUST_LOG` and
+    /// `LOG_FORMAT`.
+    pub fn spawn_logging_to(name: &str, envs: &[(&str, String)], log: &std::path::Path) -> Self {
+        Self::spawn_to(name, envs, Some(log))
+    }
+
+    fn spawn_to(name: &str, envs: &[(&str, String)], log: Option<&std::path::Path>) -> Self {
         let mut cmd = Command::new(binary(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOG_FORMAT", "pretty")
             .env("RUST_LOG", "warn,gatehouse_api=info,gatehouse_worker=info")
+            // Test fixtures use secrets published in deploy/known-secrets.txt.
+            .env("GATEHOUSE_DEV_ALLOW_KNOWN_SECRETS", "true")
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if std::env::var_os("TEST_LOG").is_none() {
+        if let Some(path) = log {
+            let file = std::fs::File::create(path).unwrap();
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+        } else if std::env::var_os("TEST_LOG").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         for (k, v) in envs {

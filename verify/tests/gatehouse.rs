@@ -48,6 +48,8 @@ impl Gatehouse {
             .env("REDIS_URL", redis_url)
             .env("REDIS_NAMESPACE", namespace.as_str())
             .env("JWT_SECRET", SECRET)
+            // A fixture secret, published in deploy/known-secrets.txt.
+            .env("GATEHOUSE_DEV_ALLOW_KNOWN_SECRETS", "true")
             .env("API_ADDR", format!("127.0.0.1:{port}"))
             .env("PUBLIC_URL", &base)
             .env("COOKIE_SECURE", "false")

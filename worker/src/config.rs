@@ -57,7 +57,7 @@ pub struct WorkerConfig {
     #[arg(long, help_heading = "Mail", env = "PUBLIC_URL", default_value = "http://localhost:8000", value_parser = parse_public_url)]
     pub public_url: String,
     /// How emails leave: `smtp` or `log`.
-    #[arg(long, help_heading = "Mail", env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Log)]
+    #[arg(long, help_heading = "Mail", env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::Smtp)]
     pub mail_transport: MailTransport,
     /// `smtp://host:port`, `smtp://user:pass@host:587?tls=required` or `smtps://user:pass@host`.
     #[arg(long, help_heading = "Mail", env = "SMTP_URL", hide_env_values = true)]
@@ -96,6 +96,16 @@ pub struct WorkerConfig {
     /// Lifetime of the emailed link.
     #[arg(long, help_heading = "Mail", env = "VERIFY_LINK_TTL", default_value = "24h", value_parser = parse_duration)]
     pub verify_link_ttl: Duration,
+    /// Lifetime of an emailed password-reset link (single use).
+    #[arg(long, env = "PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub password_reset_ttl: Duration,
+    /// Lifetime of the link and 6-digit code that confirm a new email address.
+    #[arg(long, env = "EMAIL_CHANGE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub email_change_ttl: Duration,
+    /// How long before its purge an unverified account gets its one
+    /// reminder (sent by the scheduled purge run).
+    #[arg(long, env = "PURGE_REMINDER_LEAD", default_value = "24h", value_parser = parse_duration)]
+    pub purge_reminder_lead: Duration,
 
     /// Jobs processed at once per queue.
     #[arg(long, help_heading = "Worker", env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -135,14 +145,22 @@ pub struct WorkerConfig {
     /// Base name of this process's workers (default `worker-{hostname}-{ulid}`).
     #[arg(long, help_heading = "Worker", env = "WORKER_NAME")]
     pub worker_name: Option<String>,
+    /// `STARTUP_TIMEOUT`.
+    #[command(flatten)]
+    pub startup: gatehouse_shared::config::StartupArgs,
 }
 
 impl WorkerConfig {
     pub fn validate(&self) -> Result<(), String> {
+        self.tokens.check_secret()?;
+        // smtp is the default: a forgotten variable must not send codes to stdout.
         if self.mail_transport == MailTransport::Smtp
             && self.smtp_url.as_deref().unwrap_or("").is_empty()
         {
-            return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
+            return Err("SMTP_URL is not set: the worker sends email through it (MAIL_TRANSPORT defaults to smtp). Set SMTP_URL=smtp://host:port, or MAIL_TRANSPORT=log for local development (prints emails, codes included, to the log)".into());
+        }
+        if self.purge_reminder_lead >= self.unverified_ttl {
+            return Err("PURGE_REMINDER_LEAD must be shorter than UNVERIFIED_TTL".into());
         }
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(format!(

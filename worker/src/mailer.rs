@@ -10,11 +10,43 @@ use crate::config::{MailTransport, WorkerConfig};
 
 /// Every email template: `(name, text, html)`. Adding an email adds one
 /// line here and the two files.
-const TEMPLATES: &[(&str, &str, &str)] = &[(
-    "verification",
-    include_str!("../templates/verification.txt"),
-    include_str!("../templates/verification.html"),
-)];
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    (
+        "verification",
+        include_str!("../templates/verification.txt"),
+        include_str!("../templates/verification.html"),
+    ),
+    (
+        "password_reset",
+        include_str!("../templates/password_reset.txt"),
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "password_changed",
+        include_str!("../templates/password_changed.txt"),
+        include_str!("../templates/password_changed.html"),
+    ),
+    (
+        "email_change_confirm",
+        include_str!("../templates/email_change_confirm.txt"),
+        include_str!("../templates/email_change_confirm.html"),
+    ),
+    (
+        "email_change_notice",
+        include_str!("../templates/email_change_notice.txt"),
+        include_str!("../templates/email_change_notice.html"),
+    ),
+    (
+        "account_deleted",
+        include_str!("../templates/account_deleted.txt"),
+        include_str!("../templates/account_deleted.html"),
+    ),
+    (
+        "purge_reminder",
+        include_str!("../templates/purge_reminder.txt"),
+        include_str!("../templates/purge_reminder.html"),
+    ),
+];
 
 pub struct Mailer {
     transport: Transport,
@@ -103,17 +135,22 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse()?)
-            .subject(email.subject)
+            .subject(email.subject.clone())
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
             }
             Transport::Log => {
-                // Development transport: the contract asks for the email on the console.
-                println!(
-                    "---- email to {} ----\n{text}\n---- end of email ----",
-                    email.to
+                // Development transport: the contract asks for the email on
+                // the console. A tracing event, so JSON logs stay one object
+                // per line.
+                tracing::info!(
+                    target: "gatehouse_worker::mail",
+                    to = %email.to,
+                    subject = %email.subject,
+                    body = %text,
+                    "email (MAIL_TRANSPORT=log)"
                 );
             }
         }

@@ -44,6 +44,8 @@ pub struct UserOut {
     pub last_name: Option<String>,
     pub role: Role,
     pub is_verified: bool,
+    /// False when an admin disabled the account.
+    pub is_active: bool,
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -62,6 +64,7 @@ impl From<User> for UserOut {
             last_name: u.last_name,
             role,
             is_verified: u.is_verified,
+            is_active: u.is_active,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

@@ -101,6 +101,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// Parse a query string; a bad or unknown parameter is 422 naming it (the
 /// path of `serde_path_to_error`: an unknown key is on it too).
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    reject_control_chars_in_pairs(query.as_bytes())?;
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -108,6 +109,35 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         let msg = err.into_inner().to_string();
         ApiError::validation(vec![FieldError::new(field, "invalid_query", msg)])
     })
+}
+
+/// 422 naming `field` when `value` holds a control character (NUL, ESC,
+/// DEL, C1...). No text field of the API may carry one: PostgreSQL refuses
+/// NUL in text (the 500 of `GET /users?q=ab%00c`), and the others only
+/// smuggle terminal escapes or fake line breaks into names and logs.
+pub fn reject_control_chars(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            field,
+            "control_character",
+            format!("{field} must not contain control characters"),
+        )]));
+    }
+    Ok(())
+}
+
+/// The same for every name and value of a query string or form body.
+pub fn reject_control_chars_in_pairs(encoded: &[u8]) -> Result<(), ApiError> {
+    for (name, value) in form_urlencoded::parse(encoded) {
+        let field = if name.chars().any(char::is_control) {
+            "query"
+        } else {
+            name.as_ref()
+        };
+        reject_control_chars(field, &name)?;
+        reject_control_chars(field, &value)?;
+    }
+    Ok(())
 }
 
 /// A UUID path segment; anything else is 422.
@@ -201,12 +231,21 @@ pub fn resolve_client_ip(
     Some(last_trusted)
 }
 
-/// `User-Agent`, truncated, for the session record.
+/// `User-Agent`, sanitised (control characters dropped, whitespace runs
+/// folded) and truncated to 255 characters, for the session record.
 pub fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(255).collect())
+    let raw = headers.get(header::USER_AGENT)?;
+    let text = String::from_utf8_lossy(raw.as_bytes());
+    let clean: String = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control() && *c != '\u{FFFD}')
+        .take(255)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| {
         ApiError::bad_request("malformed_json", "The request body is not valid JSON.")
     })?;
+    reject_control_chars_in(&value, "")?;
     serde_path_to_error::deserialize(ValueDe(&value)).map_err(|err| {
         let path = err.path().to_string();
         let shape = err.into_inner();
@@ -31,6 +32,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::validation(vec![FieldError::new(field, code, shape.message)])
     })
+}
+
+/// 422 for a control character in any string (or key) of the body, naming
+/// its path (`first_name`, `items.0`): checked once here for every route.
+fn reject_control_chars_in(value: &Value, path: &str) -> Result<(), ApiError> {
+    let field = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => {
+            super::extract::reject_control_chars(if path.is_empty() { "body" } else { path }, s)
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| reject_control_chars_in(v, &field(&i.to_string()))),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.chars().any(char::is_control) {
+                super::extract::reject_control_chars(if path.is_empty() { "body" } else { path }, k)
+            } else {
+                reject_control_chars_in(v, &field(k))
+            }
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `path` (`.` for the root) with `name` appended unless it already ends

@@ -109,7 +109,8 @@ pub async fn track_metrics(req: Request<Body>, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
-    let res = next.run(req).await;
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(RouteLabel(path.clone()));
     let status = res.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];
     metrics::counter!("gatehouse_http_requests_total", &labels).increment(1);
@@ -238,4 +239,39 @@ pub fn if_none_match(headers: &HeaderMap, tag: &axum::http::HeaderValue) -> bool
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim() == "*" || opaque(t) == opaque(tag))
+}
+
+/// The route template that answered, for the request log line (set by
+/// `track_metrics`, which runs inside the router where it is known).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// One `info` line per request: method, route template (never the raw
+/// path or query, which can hold emails), status, latency, request id.
+/// Runs outside every other layer but the request id, so 408, 413 and 431
+/// answers are logged too.
+pub async fn log_requests(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let res = next.run(req).await;
+    let route = res
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0.as_str());
+    tracing::info!(
+        target: "gatehouse_api::request",
+        method = %method,
+        route = %route,
+        status = res.status().as_u16(),
+        latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        request_id = %request_id,
+        "request"
+    );
+    res
 }

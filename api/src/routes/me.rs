@@ -18,7 +18,7 @@ use crate::ratelimit::Client;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_me, update_me))
+    OpenApiRouter::new().routes(routes!(get_me, update_me, delete_me))
 }
 
 /// Get the current user.
@@ -131,4 +131,49 @@ async fn update_me(
     let changes = body.parse(&email)?;
     let user = me::update_profile(&state, &auth.user, auth.session_id, changes, &client).await?;
     Ok(Json(user.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMeRequest {
+    /// The account's password, to prove it is really the owner.
+    #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 128)]
+    pub current_password: String,
+}
+
+/// Delete my account.
+///
+/// Deletes the caller's account after checking `current_password` (which
+/// counts against the login budget and soft-lock). Every session ends,
+/// a notice is emailed, and the audit log keeps the event. The last
+/// active admin cannot delete their own account (`last_admin`).
+#[utoipa::path(
+    delete, path = "/me", tag = "me",
+    request_body = DeleteMeRequest,
+    responses(
+        (status = 204, description = "The account is deleted."),
+        Unauthenticated,
+        BadJson,
+        RateLimited,
+        Overloaded,
+        (status = 409, description = "`last_admin`: the only active admin cannot delete their account.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("oauth2" = []))
+)]
+async fn delete_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    client: Client,
+    ApiJson(body): ApiJson<DeleteMeRequest>,
+) -> ApiResult<axum::http::StatusCode> {
+    if body.current_password.is_empty() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "current_password",
+            "required",
+            "current_password is required",
+        )]));
+    }
+    me::delete_account(&state, &auth.user, body.current_password, &client).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

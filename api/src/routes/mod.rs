@@ -5,11 +5,13 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod email;
 pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod me;
 pub mod pages;
+pub mod password;
 pub mod revocations;
 pub mod sessions;
 pub mod users;

@@ -1,4 +1,5 @@
-//! `/auth/login`, `/auth/token`, `/auth/refresh`, `/auth/logout`: sessions.
+//! `/auth/login`, `/auth/token`, `/auth/refresh`, `/auth/logout`: sessions;
+//! `/me/sessions` (the caller's) and `/users/{id}/sessions` (admins).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -9,11 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AuthUser, cookie};
+use crate::auth::{AdminUser, AuthUser, cookie};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::dto::{TokenResponse, no_store};
-use crate::http::extract::{ApiJson, ApiQuery, ClientIp, OptionalJson, user_agent};
-use crate::http::responses::{BadInput, BadJson, Overloaded, RateLimited, Unauthenticated};
+use crate::http::extract::{ApiJson, ApiQuery, ClientIp, IdPath, OptionalJson, user_agent};
+use crate::http::responses::{
+    AdminOnly, BadInput, BadJson, NotFound, Overloaded, RateLimited, Unauthenticated,
+};
 use crate::ratelimit::{Class, Client};
 use crate::sessions::{self, ClientInfo, LoginError, TokenPair};
 use crate::state::AppState;
@@ -24,6 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(token))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(list_my_sessions, revoke_my_other_sessions))
+        .routes(routes!(revoke_my_session))
+        .routes(routes!(list_user_sessions, revoke_user_sessions))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -96,7 +102,7 @@ fn client_info(client: &Client, headers: &HeaderMap) -> ClientInfo {
         RateLimited,
         Overloaded,
         (status = 401, description = "`invalid_credentials`.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`email_not_verified`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_not_verified` or `account_disabled` (only after a correct password).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn login(
@@ -266,6 +272,10 @@ async fn token(
             "expected application/x-www-form-urlencoded",
         );
     }
+    // Control characters: 422 problem+json, as in every other text field.
+    if let Err(e) = crate::http::extract::reject_control_chars_in_pairs(&body) {
+        return e.into_response();
+    }
     let Ok(form) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -297,6 +307,13 @@ async fn token(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
                         "email not verified",
+                    );
+                }
+                Err(LoginError::Disabled) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "account disabled",
                     );
                 }
                 Err(LoginError::Other(e)) => Err(e),
@@ -440,4 +457,174 @@ async fn logout(
     let mut res = (StatusCode::NO_CONTENT, jar).into_response();
     no_store(res.headers_mut());
     Ok(res)
+}
+
+// ---- `/me/sessions` and `/users/{id}/sessions`.
+
+/// A live session as its owner (or an admin) sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub id: uuid::Uuid,
+    #[serde(serialize_with = "crate::http::dto::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "crate::http::dto::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "crate::http::dto::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// `User-Agent` at login, sanitised and truncated to 255 characters.
+    pub user_agent: Option<String>,
+    /// True for the session of the access token making this request.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionOut>,
+}
+
+fn session_list(
+    sessions: Vec<gatehouse_shared::models::Session>,
+    current: Option<uuid::Uuid>,
+) -> SessionList {
+    SessionList {
+        items: sessions
+            .into_iter()
+            .map(|s| SessionOut {
+                current: Some(s.id) == current,
+                id: s.id,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                expires_at: s.expires_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    }
+}
+
+/// List my sessions.
+///
+/// Every live session (login) of the caller, newest first, with where and
+/// when it was last used; `current` marks the one making this request.
+#[utoipa::path(
+    get, path = "/me/sessions", tag = "me",
+    responses(
+        (status = 200, description = "The caller's live sessions.", body = SessionList),
+        Unauthenticated,
+    ),
+    security(("oauth2" = []))
+)]
+async fn list_my_sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<axum::Json<SessionList>> {
+    let sessions = sessions::list_of_user(&state, auth.user.id).await?;
+    Ok(axum::Json(session_list(sessions, Some(auth.session_id))))
+}
+
+/// Revoke my other sessions.
+///
+/// Ends every session of the caller except the current one; their access
+/// tokens are refused at once and their refresh tokens no longer work.
+#[utoipa::path(
+    delete, path = "/me/sessions", tag = "me",
+    responses(
+        (status = 204, description = "Every other session is revoked."),
+        Unauthenticated,
+    ),
+    security(("oauth2" = []))
+)]
+async fn revoke_my_other_sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+) -> ApiResult<StatusCode> {
+    sessions::revoke_all(
+        &state,
+        auth.user.id,
+        auth.user.id,
+        Some(auth.session_id),
+        ip.text(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke one of my sessions.
+///
+/// Ends that session (it may be the current one). A session id that is not
+/// one of the caller's live sessions is 404.
+#[utoipa::path(
+    delete, path = "/me/sessions/{id}", tag = "me",
+    params(("id" = uuid::Uuid, Path, description = "The session's id.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        Unauthenticated,
+        NotFound,
+        BadInput,
+    ),
+    security(("oauth2" = []))
+)]
+async fn revoke_my_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    IdPath(id): IdPath,
+    ip: ClientIp,
+) -> ApiResult<StatusCode> {
+    sessions::revoke_own(&state, auth.user.id, id, ip.text()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List a user's sessions.
+///
+/// Every live session of the user, newest first (admins).
+#[utoipa::path(
+    get, path = "/users/{id}/sessions", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user's live sessions.", body = SessionList),
+        AdminOnly,
+        NotFound,
+        BadInput,
+    ),
+    security(("oauth2" = []))
+)]
+async fn list_user_sessions(
+    State(state): State<AppState>,
+    AdminUser(auth): AdminUser,
+    IdPath(id): IdPath,
+) -> ApiResult<axum::Json<SessionList>> {
+    let sessions = sessions::list_for_admin(&state, id).await?;
+    let current = (id == auth.user.id).then_some(auth.session_id);
+    Ok(axum::Json(session_list(sessions, current)))
+}
+
+/// Revoke a user's sessions.
+///
+/// Ends every session of the user (admins); their access tokens are
+/// refused at once.
+#[utoipa::path(
+    delete, path = "/users/{id}/sessions", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    responses(
+        (status = 204, description = "Every session of the user is revoked."),
+        AdminOnly,
+        NotFound,
+        BadInput,
+    ),
+    security(("oauth2" = []))
+)]
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    AdminUser(auth): AdminUser,
+    IdPath(id): IdPath,
+    ip: ClientIp,
+) -> ApiResult<StatusCode> {
+    sessions::revoke_all(&state, auth.user.id, id, None, ip.text()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

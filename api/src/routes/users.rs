@@ -40,9 +40,11 @@ pub struct ListUsersQuery {
     pub role: Option<Role>,
     /// Only verified (`true`) or unverified (`false`) users.
     pub is_verified: Option<bool>,
+    /// Only enabled (`true`) or disabled (`false`) users.
+    pub is_active: Option<bool>,
     /// Case-insensitive substring of the email, first name or last name,
     /// 3 to 100 characters. Empty means no search.
-    #[param(min_length = 3, max_length = 100, example = "lovelace")]
+    #[param(max_length = 100, pattern = "^(|[\\s\\S]{3,})$", example = "lovelace")]
     pub q: Option<String>,
 }
 
@@ -67,6 +69,7 @@ impl ListUsersQuery {
         let filter = UserFilter {
             role: self.role,
             is_verified: self.is_verified,
+            is_active: self.is_active,
             q,
         };
         errors.finish(|| Some((filter, page)))
@@ -140,11 +143,18 @@ pub struct UpdateUserRequest {
     pub role: Option<Role>,
     /// Admins only.
     pub is_verified: Option<bool>,
+    /// Admins only. `false` disables the account: its sessions end and a
+    /// login answers `account_disabled`; `true` enables it again.
+    /// Disabling the last active admin is refused.
+    pub is_active: Option<bool>,
 }
 
 impl UpdateUserRequest {
     fn touches_privileged(&self) -> bool {
-        self.email.is_some() || self.role.is_some() || self.is_verified.is_some()
+        self.email.is_some()
+            || self.role.is_some()
+            || self.is_verified.is_some()
+            || self.is_active.is_some()
     }
 
     /// Validate every field, reporting all failures at once.
@@ -163,6 +173,7 @@ impl UpdateUserRequest {
                 email,
                 role: self.role,
                 is_verified: self.is_verified,
+                is_active: self.is_active,
             })
         })
     }
@@ -185,7 +196,7 @@ impl UpdateUserRequest {
         NotFound,
         BadJson,
         (status = 403, description = "`forbidden`: another user's account, or a field only admins may change.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`email_taken` or `last_admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`, or `last_admin` (demoting or disabling the last active admin).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("oauth2" = []))
 )]

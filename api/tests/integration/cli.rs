@@ -81,6 +81,81 @@ async fn item_6_admin_create_without_terminal_names_the_variable() {
     assert_eq!(User::count(&mut conn).await.unwrap(), 0);
 }
 
+/// Read the pty master until `marker` has appeared (or 20 s passed).
+fn read_until(rx: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut String, marker: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !seen.contains(marker) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => panic!("no {marker:?} on the terminal; got {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_6_admin_create_prompts_on_a_terminal_without_echo() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::{Read, Write};
+    let db = TestDb::new().await;
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    // The terminal is stdin and stderr (where the prompts go).
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-api"))
+        .args(["admin", "create", "--email", "tty@example.com"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .current_dir(std::env::temp_dir())
+        .stdin(slave.try_clone().unwrap())
+        .stderr(slave)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(master);
+    let mut reader = master.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        // Ends with EIO once the child has closed the terminal.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    read_until(&rx, &mut seen, "Password: ");
+    master.write_all(b"a typed admin passphrase\n").unwrap();
+    read_until(&rx, &mut seen, "Repeat the password: ");
+    master.write_all(b"a typed admin passphrase\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(out.status.success(), "{seen}");
+    assert_eq!(text(&out.stdout), "created admin tty@example.com\n");
+    // Echo was off: the password never appeared on the terminal.
+    assert!(!seen.contains("passphrase"), "{seen:?}");
+    let mut conn = db.conn().await;
+    let email = gatehouse_shared::domain::Email::parse("tty@example.com").unwrap();
+    let user = User::find_by_email(&mut conn, &email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.role(), Role::Admin);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn item_6_admin_create_needs_only_database_url_and_is_audited() {
     let db = TestDb::new().await;

@@ -38,7 +38,12 @@ impl TestApp {
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let namespace = Namespace::new();
-        let defaults = [("jwt-secret", JWT_SECRET), ("cookie-secure", "false")];
+        let defaults = [
+            ("jwt-secret", JWT_SECRET),
+            ("cookie-secure", "false"),
+            // The fixture secret is published (deploy/known-secrets.txt).
+            ("dev-allow-known-secrets", "true"),
+        ];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-api", &db, &namespace, &defaults, extra);
         let cli = Cli::try_parse_from(args).unwrap();
@@ -405,4 +410,127 @@ pub async fn refresh(app: &TestApp, token: &str) -> Response {
 /// `POST /auth/refresh` with `token` is refused with 401 `code`.
 pub async fn assert_refresh_refused(app: &TestApp, token: &str, code: &str) {
     problem(refresh(app, token).await, StatusCode::UNAUTHORIZED, code).await;
+}
+
+/// Lifecycle helpers: secrets stored as the worker would after emailing
+/// them, so API tests know the clear values.
+impl TestApp {
+    /// Start a reset for `user_id` (as `forgot` does) and give it `token`,
+    /// valid for `ttl` (negative: already expired).
+    pub async fn issue_reset(&self, user_id: Uuid, token: &str, ttl: chrono::Duration) {
+        use gatehouse_shared::models::PasswordReset;
+        use gatehouse_shared::models::password_reset::token_hash;
+        let job = Uuid::now_v7();
+        let mut conn = self.db.conn().await;
+        PasswordReset::request(&mut conn, user_id, job)
+            .await
+            .unwrap();
+        let hash = token_hash(&self.state.secrets, token);
+        let set =
+            PasswordReset::set_token(&mut conn, user_id, job, &hash, chrono::Utc::now() + ttl)
+                .await
+                .unwrap();
+        assert!(set);
+    }
+
+    /// Give the newest email change of `user_id` a known link token, code
+    /// and revert token; returns the change id.
+    pub async fn issue_email_change(
+        &self,
+        user_id: Uuid,
+        token: &str,
+        code: &str,
+        revert: &str,
+    ) -> Uuid {
+        use gatehouse_shared::models::EmailChange;
+        use gatehouse_shared::models::email_change::{code_hash, revert_hash, token_hash};
+        let mut conn = self.db.conn().await;
+        let change = EmailChange::lock_pending_of_user(&mut conn, user_id)
+            .await
+            .unwrap()
+            .expect("a pending change");
+        let s = &self.state.secrets;
+        assert!(
+            EmailChange::set_confirm_secrets(
+                &mut conn,
+                change.id,
+                change.confirm_job_id,
+                &token_hash(s, token),
+                &code_hash(s, change.id, code),
+                chrono::Utc::now() + chrono::Duration::hours(1),
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            EmailChange::set_revert_secret(
+                &mut conn,
+                change.id,
+                change.notice_job_id,
+                &revert_hash(s, token_revert_check(revert)),
+            )
+            .await
+            .unwrap()
+        );
+        change.id
+    }
+
+    /// Outbox rows of `queue` (payloads), oldest first.
+    pub async fn outbox_payloads(&self, queue: &str) -> Vec<Value> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use gatehouse_shared::schema::outbox;
+        let mut conn = self.db.conn().await;
+        outbox::table
+            .filter(outbox::queue.eq(queue))
+            .order(outbox::created_at.asc())
+            .select(outbox::payload)
+            .load(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Audit events of `action` (flushed first), newest first.
+    pub async fn audit_of(
+        &self,
+        action: gatehouse_shared::models::AuditAction,
+    ) -> Vec<gatehouse_shared::models::AuditEvent> {
+        use gatehouse_shared::models::{AuditEvent, AuditFilter, PageRequest};
+        self.flush_audit().await;
+        let mut conn = self.db.conn().await;
+        AuditEvent::list(
+            &mut conn,
+            &AuditFilter {
+                user_id: None,
+                action: Some(action),
+            },
+            PageRequest {
+                limit: 200,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+    }
+
+    pub async fn delete_json(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send_auth(reqwest::Method::DELETE, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn post_json_auth(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send_auth(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+}
+
+fn token_revert_check(t: &str) -> &str {
+    assert_eq!(t.len(), 64, "tokens are 64 hex characters");
+    t
+}
+
+/// A fresh 64-hex-character token, as the worker makes them.
+pub fn hex_token(seed: u8) -> String {
+    format!("{:02x}", seed).repeat(32)
 }

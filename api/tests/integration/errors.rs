@@ -74,7 +74,7 @@ async fn unknown_route_and_wrong_method() {
     problem(res, StatusCode::NOT_FOUND, "not_found").await;
     // 405 whether or not the path needs auth.
     for (method, path) in [
-        ("DELETE", "/me"),
+        ("PUT", "/me"),
         ("GET", "/auth/login"),
         ("PUT", "/health/live"),
     ] {

@@ -90,6 +90,7 @@ async fn purge_history_is_listed_newest_first() {
         users: 3,
         sessions: 5,
         codes: 7,
+        reminders: 0,
     };
     PurgeRun::finish(&mut conn, scheduled.id, counts, None)
         .await
@@ -123,10 +124,11 @@ async fn purge_history_is_listed_newest_first() {
     assert_eq!(running["worker"], "worker-b");
     let done = &v["items"][1];
     assert_eq!(done["status"], "succeeded");
-    // Runs of every scheduled job are listed; these are purges.
+    // Runs of every scheduled job are listed; these are purges (their
+    // details count the purge reminders they queued).
     assert_eq!(
         (done["job"].as_str(), &done["details"]),
-        (Some("purge"), &Value::Null)
+        (Some("purge"), &serde_json::json!({"reminders_queued": 0}))
     );
     assert_eq!(done["requested_by"], Value::Null);
     assert_eq!(

@@ -169,3 +169,115 @@ async fn item_6_current_password_guesses_hit_the_login_soft_lock() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+// ---- `DELETE /me` (issue 13 item 4) and `current_password` against the
+// login budget (item 5).
+
+mod lifecycle {
+    use gatehouse_shared::domain::Role;
+    use gatehouse_shared::models::{AuditAction, User};
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use crate::common::{PASSWORD, TestApp, assert_refresh_refused, problem};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_4_delete_me_needs_the_password_then_deletes_and_notifies() {
+        let app = TestApp::spawn().await;
+        let t = app.logged_in("leaving@example.com").await;
+        let other = app.login("leaving@example.com", PASSWORD).await;
+        let res = app
+            .delete_json(
+                "/me",
+                &t.access,
+                json!({"current_password": "not my password"}),
+            )
+            .await;
+        let v = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], "current_password");
+        let res = app.delete_json("/me", &t.access, json!({})).await;
+        problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let res = app.delete_auth("/me", &t.access).await;
+        assert!(res.status().is_client_error());
+
+        let res = app
+            .delete_json("/me", &t.access, json!({"current_password": PASSWORD}))
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let mut conn = app.db.conn().await;
+        assert!(User::find(&mut conn, t.user_id).await.unwrap().is_none());
+        app.assert_token_refused(&t.access).await;
+        app.assert_token_refused(&other.access).await;
+        assert_refresh_refused(&app, &other.refresh, "invalid_refresh_token").await;
+        let notices = app.outbox_payloads("account-deleted").await;
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0]["email"], "leaving@example.com");
+        let events = app.audit_of(AuditAction::AccountDeleted).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor_id, Some(t.user_id));
+        assert_eq!(events[0].subject_id, Some(t.user_id));
+        assert_eq!(events[0].ip.as_deref(), Some("127.0.0.1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_4_the_last_active_admin_cannot_delete_their_account() {
+        let app = TestApp::spawn().await;
+        let admin = app.admin("only@example.com").await;
+        let res = app
+            .delete_json("/me", &admin.access, json!({"current_password": PASSWORD}))
+            .await;
+        problem(res, StatusCode::CONFLICT, "last_admin").await;
+        // With a second active admin it works.
+        app.insert_user("spare@example.com", Role::Admin, true)
+            .await;
+        let res = app
+            .delete_json("/me", &admin.access, json!({"current_password": PASSWORD}))
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_5_current_password_checks_count_against_the_login_budget() {
+        let app = TestApp::spawn_with(&[
+            ("login-lockout-threshold", "2"),
+            ("login-lockout-base", "10m"),
+        ])
+        .await;
+        let t = app.logged_in("guarded@example.com").await;
+        let wrong = json!({"password": "a new passphrase here", "current_password": "guess one"});
+        for path in ["/me", "/me/email"] {
+            let res = if path == "/me" {
+                app.patch_auth(path, &t.access, wrong.clone()).await
+            } else {
+                app.post_json_auth(
+                    path,
+                    &t.access,
+                    json!({"new_email": "x@example.com", "current_password": "guess two"}),
+                )
+                .await
+            };
+            problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        }
+        // Soft-locked now: even the right password waits, here and at login.
+        let res = app
+            .delete_json("/me", &t.access, json!({"current_password": PASSWORD}))
+            .await;
+        assert!(res.headers().contains_key("retry-after"));
+        problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+        let res = app
+            .post(
+                "/auth/login",
+                json!({"email": "guarded@example.com", "password": PASSWORD}),
+            )
+            .await;
+        problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+        let failures = app.audit_of(AuditAction::LoginFailed).await;
+        assert_eq!(
+            failures
+                .iter()
+                .filter(|e| e.details["reason"] == "wrong_current_password")
+                .count(),
+            2
+        );
+    }
+}

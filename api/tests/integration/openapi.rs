@@ -5,8 +5,12 @@ use crate::common::TestApp;
 
 /// Operations anyone may call: they carry no `security` at all (not
 /// `security: [{}]`, which generated clients read as authenticated).
-const PUBLIC: [(&str, &str); 12] = [
+const PUBLIC: [(&str, &str); 16] = [
     ("post", "/auth/signup"),
+    ("post", "/auth/password/forgot"),
+    ("post", "/auth/password/reset"),
+    ("post", "/auth/email/confirm"),
+    ("post", "/auth/email/revert"),
     ("post", "/auth/verify"),
     ("post", "/auth/verify/resend"),
     ("post", "/auth/login"),

@@ -264,9 +264,7 @@ async fn item_8_verify_page_is_rate_limited_per_ip_with_a_page() {
 
 /// `/reset-password`, `/email/confirm`, `/email/revert`: the GET shows the
 /// form (a labelled password field, or a button) that posts the token back,
-/// and a missing token is the failure page at once. Their POSTs call the
-/// lifecycle use cases, still a placeholder here (`pages::lifecycle`): an
-/// HTML "not available" page, never a JSON or bare error.
+/// and a missing or unknown token is the failure page.
 #[tokio::test(flavor = "multi_thread")]
 async fn item_8_reset_and_email_pages_show_forms_that_post_the_token() {
     let app = TestApp::spawn().await;
@@ -324,9 +322,66 @@ async fn item_8_reset_and_email_pages_show_forms_that_post_the_token() {
             &[("token", TOKEN), ("password", "a new passphrase 42")],
         )
         .await;
-        let html = page(res, StatusCode::SERVICE_UNAVAILABLE).await;
-        assert!(html.contains("Something went wrong"), "{html}");
+        let html = page(res, StatusCode::BAD_REQUEST).await;
+        assert!(html.contains("This link cannot be used"), "{html}");
     }
+}
+
+/// `/reset-password`: the GET consumes nothing, a weak password shows the
+/// form again with the reason (the token still works), a good one sets the
+/// password, and the used link is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_8_reset_password_page_shows_weak_passwords_then_resets() {
+    let app = TestApp::spawn().await;
+    let email = "page-reset@example.com";
+    let id = app
+        .insert_user(email, gatehouse_shared::domain::Role::User, true)
+        .await;
+    app.issue_reset(id, TOKEN, chrono::Duration::minutes(30))
+        .await;
+    for _ in 0..2 {
+        page(
+            app.get(&format!("/reset-password?token={TOKEN}")).await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    for weak in ["password123", email] {
+        let res = post_form(
+            &app,
+            "/reset-password",
+            &[("token", TOKEN), ("password", weak)],
+        )
+        .await;
+        let html = page(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            html.contains(r#"id="password-error" class="error""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(r#"name="token" value="{TOKEN}""#)),
+            "{html}"
+        );
+    }
+    app.login(email, PASSWORD).await;
+    let new = "a brand new page passphrase";
+    let res = post_form(
+        &app,
+        "/reset-password",
+        &[("token", TOKEN), ("password", new)],
+    )
+    .await;
+    let html = page(res, StatusCode::OK).await;
+    assert!(html.contains("Password changed"), "{html}");
+    app.login(email, new).await;
+    let res = post_form(
+        &app,
+        "/reset-password",
+        &[("token", TOKEN), ("password", "yet another passphrase")],
+    )
+    .await;
+    let html = page(res, StatusCode::BAD_REQUEST).await;
+    assert!(html.contains("This link cannot be used"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -467,5 +522,36 @@ async fn item_8_browser_opens_the_emailed_link_and_verifies() {
     tab.screenshot("2-verified").await;
     assert!(is_verified(&app, id).await);
     app.login(email, PASSWORD).await;
+
+    // Forgot the password: the reset link from the email, a weak password
+    // (the reason shows on the page), then a good one.
+    let res = app
+        .post("/auth/password/forgot", serde_json::json!({"email": email}))
+        .await;
+    assert!(res.status().is_success(), "forgot: {}", res.status());
+    let message = mail
+        .wait_for(email, 2, Duration::from_secs(30))
+        .await
+        .into_iter()
+        .find(|m| m.data.contains("/reset-password?token="))
+        .expect("a reset email");
+    tab.goto(&link_in(&message, &app.base, "/reset-password"))
+        .await;
+    tab.wait_text("#title", "Choose a new password", Duration::from_secs(10))
+        .await;
+    tab.screenshot("3-reset-form").await;
+    tab.fill("#password", "password123").await;
+    tab.click("#submit").await;
+    // The element appears with the answer to the post.
+    let reason = tab.find("#password-error").await.text().await.unwrap();
+    assert!(!reason.is_empty(), "the reason is shown");
+    tab.screenshot("4-weak-password").await;
+    let new = "a browser made passphrase";
+    tab.fill("#password", new).await;
+    tab.click("#submit").await;
+    tab.wait_text("#title", "Password changed", Duration::from_secs(10))
+        .await;
+    tab.screenshot("5-password-changed").await;
+    app.login(email, new).await;
     tab.close().await;
 }

@@ -339,3 +339,213 @@ async fn refresh_from_cookie_and_cross_site_refusal() {
         .unwrap();
     problem(res, StatusCode::UNAUTHORIZED, "missing_token").await;
 }
+
+// ---- `/me/sessions` and `/users/{id}/sessions` (issue 13 item 3).
+
+mod item_3 {
+    use gatehouse_shared::domain::Role;
+    use gatehouse_shared::models::AuditAction;
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+
+    use crate::common::{PASSWORD, TestApp, assert_refresh_refused, problem};
+
+    async fn login_with_agent(app: &TestApp, email: &str, agent: &str) -> crate::common::Tokens {
+        let res = app
+            .client
+            .post(app.url("/auth/login"))
+            .header("user-agent", agent)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: Value = res.json().await.unwrap();
+        crate::common::Tokens {
+            access: v["access_token"].as_str().unwrap().to_owned(),
+            refresh: v["refresh_token"].as_str().unwrap().to_owned(),
+            user_id: v["user_id"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_3_my_sessions_list_marks_the_current_one_with_a_sanitised_agent() {
+        let app = TestApp::spawn().await;
+        app.verified_user("list@example.com").await;
+        let long = format!("Browser/1.0\t\t(X11;   Linux) {}", "x".repeat(400));
+        let a = login_with_agent(&app, "list@example.com", &long).await;
+        let b = login_with_agent(&app, "list@example.com", "Phone/2.0").await;
+        let res = app.get_auth("/me/sessions", &a.access).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: Value = res.json().await.unwrap();
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        // Newest first; exactly one current.
+        assert_eq!(items[0]["user_agent"], "Phone/2.0");
+        assert_eq!(items[0]["current"], false);
+        assert_eq!(items[1]["current"], true);
+        let agent = items[1]["user_agent"].as_str().unwrap();
+        assert!(agent.starts_with("Browser/1.0 (X11; Linux) xxx"), "{agent}");
+        assert_eq!(agent.chars().count(), 255);
+        assert_eq!(items[1]["ip"], "127.0.0.1");
+        for key in ["id", "created_at", "last_used_at"] {
+            assert!(items[0][key].is_string(), "{key}");
+        }
+        // The other session sees itself as current.
+        let v: Value = app
+            .get_auth("/me/sessions", &b.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["items"][0]["current"], true);
+        // Unauthenticated is 401.
+        let res = app
+            .client
+            .get(app.url("/me/sessions"))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::UNAUTHORIZED, "missing_token").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_3_revoking_one_session_and_another_users_session_is_404() {
+        let app = TestApp::spawn().await;
+        let mine = app.logged_in("owner@example.com").await;
+        let second = app.login("owner@example.com", PASSWORD).await;
+        let theirs = app.logged_in("other@example.com").await;
+        let list: Value = app
+            .get_auth("/me/sessions", &theirs.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let their_sid = list["items"][0]["id"].as_str().unwrap().to_owned();
+        let res = app
+            .delete_auth(&format!("/me/sessions/{their_sid}"), &mine.access)
+            .await;
+        problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        // Their session is untouched.
+        assert_eq!(
+            app.get_auth("/me", &theirs.access).await.status(),
+            StatusCode::OK
+        );
+        // Unknown id: 404 too; a malformed one 422.
+        let res = app
+            .delete_auth(
+                &format!("/me/sessions/{}", uuid::Uuid::now_v7()),
+                &mine.access,
+            )
+            .await;
+        problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        let res = app.delete_auth("/me/sessions/nope", &mine.access).await;
+        problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        // My second session: revoked, its tokens refused at once.
+        let list: Value = app
+            .get_auth("/me/sessions", &mine.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let second_sid = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == false)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = app
+            .delete_auth(&format!("/me/sessions/{second_sid}"), &mine.access)
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        app.assert_token_refused(&second.access).await;
+        assert_refresh_refused(&app, &second.refresh, "invalid_refresh_token").await;
+        assert_eq!(
+            app.get_auth("/me", &mine.access).await.status(),
+            StatusCode::OK
+        );
+        let events = app.audit_of(AuditAction::SessionRevoked).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].subject_id, Some(mine.user_id));
+        assert_eq!(events[0].details["session_id"], second_sid);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_3_delete_my_sessions_keeps_the_current_one() {
+        let app = TestApp::spawn().await;
+        let here = app.logged_in("many@example.com").await;
+        let a = app.login("many@example.com", PASSWORD).await;
+        let b = app.login("many@example.com", PASSWORD).await;
+        let res = app.delete_auth("/me/sessions", &here.access).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        app.assert_token_refused(&a.access).await;
+        app.assert_token_refused(&b.access).await;
+        let v: Value = app
+            .get_auth("/me/sessions", &here.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 1);
+        assert_eq!(v["items"][0]["current"], true);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn item_3_admins_list_and_revoke_a_users_sessions() {
+        let app = TestApp::spawn().await;
+        let admin = app.admin("boss@example.com").await;
+        let user = app.logged_in("worker@example.com").await;
+        let path = format!("/users/{}/sessions", user.user_id);
+        let v: Value = app
+            .get_auth(&path, &admin.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 1);
+        assert_eq!(v["items"][0]["current"], false);
+        // Plain users may not; unknown users are 404.
+        problem(
+            app.get_auth(&path, &user.access).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            app.delete_auth(&path, &user.access).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let ghost = format!("/users/{}/sessions", uuid::Uuid::now_v7());
+        problem(
+            app.get_auth(&ghost, &admin.access).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            app.delete_auth(&ghost, &admin.access).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let res = app.delete_auth(&path, &admin.access).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        app.assert_token_refused(&user.access).await;
+        let v: Value = app
+            .get_auth(&path, &admin.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(v["items"].as_array().unwrap().is_empty());
+        let events = app.audit_of(AuditAction::SessionRevoked).await;
+        assert_eq!(events[0].actor_id, Some(admin.user_id));
+        assert_eq!(events[0].subject_id, Some(user.user_id));
+        let _ = Role::User;
+    }
+}

@@ -26,10 +26,20 @@ pub enum AuditAction {
     PurgeRequested,
     KeysRotated,
     KeysListed,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailChangeRequested,
+    EmailChangeConfirmed,
+    EmailChangeReverted,
+    SessionRevoked,
+    AccountDeleted,
+    UserDisabled,
+    UserEnabled,
+    PurgeReminderSent,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 23] = [
         Self::Signup,
         Self::Login,
         Self::LoginFailed,
@@ -43,6 +53,16 @@ impl AuditAction {
         Self::PurgeRequested,
         Self::KeysRotated,
         Self::KeysListed,
+        Self::PasswordResetRequested,
+        Self::PasswordReset,
+        Self::EmailChangeRequested,
+        Self::EmailChangeConfirmed,
+        Self::EmailChangeReverted,
+        Self::SessionRevoked,
+        Self::AccountDeleted,
+        Self::UserDisabled,
+        Self::UserEnabled,
+        Self::PurgeReminderSent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +80,16 @@ impl AuditAction {
             Self::PurgeRequested => "purge_requested",
             Self::KeysRotated => "keys_rotated",
             Self::KeysListed => "keys_listed",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChangeConfirmed => "email_change_confirmed",
+            Self::EmailChangeReverted => "email_change_reverted",
+            Self::SessionRevoked => "session_revoked",
+            Self::AccountDeleted => "account_deleted",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::PurgeReminderSent => "purge_reminder_sent",
         }
     }
 }

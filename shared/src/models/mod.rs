@@ -2,9 +2,11 @@
 //! connection so callers can compose them inside one transaction.
 
 pub mod audit;
+pub mod email_change;
 pub mod job_run;
 pub mod outbox;
 pub mod page;
+pub mod password_reset;
 pub mod purge_run;
 pub mod revocation;
 pub mod session;
@@ -13,8 +15,10 @@ pub mod user;
 pub mod verification;
 
 pub use audit::{AuditAction, AuditEvent, AuditFilter};
+pub use email_change::{EmailChange, NewEmailChange};
 pub use job_run::JobRun;
 pub use outbox::OutboxEntry;
+pub use password_reset::PasswordReset;
 pub use purge_run::PurgeRun;
 pub use revocation::Revocation;
 pub use session::{NewSession, Session};

@@ -35,6 +35,9 @@ pub struct PurgeCounts {
     pub users: i64,
     pub sessions: i64,
     pub codes: i64,
+    /// Purge reminders queued by this run (or due, for a dry run); kept in
+    /// the run's `details` as `reminders_queued`.
+    pub reminders: i64,
 }
 
 impl PurgeRun {
@@ -103,6 +106,9 @@ impl PurgeRun {
                 purge_runs::users_deleted.eq(counts.users),
                 purge_runs::sessions_deleted.eq(counts.sessions),
                 purge_runs::codes_deleted.eq(counts.codes),
+                purge_runs::details.eq(Some(
+                    serde_json::json!({ "reminders_queued": counts.reminders }),
+                )),
                 purge_runs::error.eq(error),
             ))
             .execute(conn)

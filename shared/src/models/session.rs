@@ -79,6 +79,39 @@ impl Session {
         }
     }
 
+    /// A user's live sessions (not revoked, not expired), newest first.
+    pub async fn live_of_user(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+    ) -> QueryResult<Vec<Session>> {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(diesel::dsl::now))
+            .order((sessions::created_at.desc(), sessions::id.desc()))
+            .select(Session::as_select())
+            .load(conn)
+            .await
+    }
+
+    /// One live session, only if it belongs to `user_id` (another user's
+    /// id finds nothing, like an unknown one).
+    pub async fn find_live_of_user(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        user_id: Uuid,
+    ) -> QueryResult<Option<Session>> {
+        sessions::table
+            .find(id)
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(diesel::dsl::now))
+            .select(Session::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
     pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
         sessions::table
             .find(id)

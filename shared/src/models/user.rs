@@ -24,6 +24,10 @@ pub struct User {
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// False once an admin disabled the account: no login, no refresh.
+    pub is_active: bool,
+    /// When the purge reminder was queued (at most once per account).
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -50,6 +54,7 @@ pub struct UserChanges {
     pub is_verified: Option<bool>,
     pub verified_at: Option<Option<DateTime<Utc>>>,
     pub password_hash: Option<String>,
+    pub is_active: Option<bool>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -217,6 +222,7 @@ impl NewUser {
 pub struct UserFilter {
     pub role: Option<Role>,
     pub is_verified: Option<bool>,
+    pub is_active: Option<bool>,
     pub q: Option<String>,
 }
 
@@ -244,6 +250,9 @@ impl User {
         }
         if let Some(verified) = filter.is_verified {
             query = query.filter(users::is_verified.eq(verified));
+        }
+        if let Some(active) = filter.is_active {
+            query = query.filter(users::is_active.eq(active));
         }
         if let Some(term) = &filter.q {
             let pattern = contains_pattern(term);
@@ -285,6 +294,17 @@ impl User {
     /// admin deleted or demoted meanwhile is no longer returned. Holding
     /// these locks while checking "is another admin left?" makes the
     /// last-admin rule hold when two admins act at the same moment.
+    pub async fn active_admin_ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+        users::table
+            .filter(users::role.eq(Role::Admin.as_str()))
+            .filter(users::is_active.eq(true))
+            .select(users::id)
+            .load(conn)
+            .await
+    }
+
+    /// Lock every admin row for the rest of the transaction and return the
+    /// ids (see below).
     pub async fn lock_admin_ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
         users::table
             .filter(users::role.eq(Role::Admin.as_str()))
@@ -292,6 +312,59 @@ impl User {
             .select(users::id)
             .for_update()
             .load(conn)
+            .await
+    }
+}
+
+impl User {
+    /// Mark, once, the unverified accounts created in `[from, to)` that have
+    /// not been reminded, and return them (at most `batch`). The caller
+    /// enqueues their emails in the same transaction: the conditional
+    /// `reminded_at IS NULL` makes each account reminded exactly once,
+    /// however many workers run this at the same moment.
+    pub async fn mark_reminded_batch(
+        conn: &mut AsyncPgConnection,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        batch: i64,
+    ) -> QueryResult<Vec<Uuid>> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "UPDATE users SET reminded_at = now() WHERE id = ANY(ARRAY(
+                SELECT id FROM users
+                WHERE NOT is_verified AND reminded_at IS NULL
+                  AND created_at >= $1 AND created_at < $2
+                ORDER BY created_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED))
+             AND reminded_at IS NULL AND NOT is_verified
+             RETURNING id",
+        )
+        .bind::<Timestamptz, _>(from)
+        .bind::<Timestamptz, _>(to)
+        .bind::<BigInt, _>(batch)
+        .load(conn)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Count what `mark_reminded_batch` would mark (dry runs).
+    pub async fn count_due_reminders(
+        conn: &mut AsyncPgConnection,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueryResult<i64> {
+        users::table
+            .filter(users::is_verified.eq(false))
+            .filter(users::reminded_at.is_null())
+            .filter(users::created_at.ge(from))
+            .filter(users::created_at.lt(to))
+            .select(count_star())
+            .first(conn)
             .await
     }
 }

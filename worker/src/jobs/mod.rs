@@ -11,7 +11,14 @@ use gatehouse_shared::jobs::Job;
 use crate::config::WorkerConfig;
 use crate::state::WorkerState;
 
+pub mod account_deleted;
+pub mod email_change_confirm;
+pub mod email_change_notice;
+mod notices;
+pub mod password_changed;
+pub mod password_reset;
 pub mod purge;
+pub mod purge_reminder;
 pub mod rotate_keys;
 pub mod verify_email;
 

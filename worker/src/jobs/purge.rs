@@ -3,7 +3,8 @@
 //! statement holds locks for long; idempotent, so a rerun changes nothing.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use gatehouse_shared::jobs::RunPurge;
+use diesel_async::AsyncConnection;
+use gatehouse_shared::jobs::{self, RunPurge, SendPurgeReminder};
 use gatehouse_shared::models::purge_run::PurgeCounts;
 use gatehouse_shared::models::{
     EmailVerification, OutboxEntry, PurgeRun, Revocation, Session, User,
@@ -50,11 +51,17 @@ impl Scheduled for ScheduledPurge {
     async fn run(state: &WorkerState, tick: DateTime<Utc>) -> anyhow::Result<()> {
         let run = run_scheduled(state, tick).await?;
         if run.is_some() {
-            // The replica that won the tick also trims finished jobs in Redis.
-            let day = std::time::Duration::from_secs(24 * 3600);
-            if let Err(e) = crate::relay::vacuum_queues(state, day, 7 * day).await {
-                tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
-            }
+            // The replica that won the tick also trims finished jobs in
+            // Redis, in the background: with Redis stalled the vacuum waits
+            // for its timeouts, and the timer must not miss the next tick
+            // meanwhile (issue 11 item 21).
+            let state = state.clone();
+            tokio::spawn(async move {
+                let day = std::time::Duration::from_secs(24 * 3600);
+                if let Err(e) = crate::relay::vacuum_queues(&state, day, 7 * day).await {
+                    tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
+                }
+            });
         }
         Ok(())
     }
@@ -126,12 +133,15 @@ async fn execute(state: &WorkerState, run: PurgeRun) -> anyhow::Result<Option<Pu
             .increment(counts.sessions as u64);
         metrics::counter!("gatehouse_purge_rows_total", "kind" => "codes")
             .increment(counts.codes as u64);
+        metrics::counter!("gatehouse_purge_reminders_queued_total")
+            .increment(counts.reminders as u64);
         metrics::gauge!("gatehouse_purge_last_success_timestamp_seconds")
             .set(Utc::now().timestamp() as f64);
     }
     tracing::info!(
         run = %run.id, trigger = %run.trigger, dry_run = run.dry_run, status,
         users = counts.users, sessions = counts.sessions, codes = counts.codes,
+        reminders = counts.reminders,
         elapsed_ms = started.elapsed().as_millis() as u64, "purge run finished"
     );
     let finished = PurgeRun::find(&mut conn, run.id).await?;
@@ -150,10 +160,17 @@ pub async fn purge(state: &WorkerState, dry_run: bool) -> anyhow::Result<PurgeCo
             users: User::count_stale_unverified(&mut conn, cutoff).await?,
             sessions: Session::count_dead(&mut conn, revoked_before).await?,
             codes: EmailVerification::count_expired(&mut conn).await?,
+            reminders: {
+                let (from, to) = reminder_window(state, cutoff)?;
+                User::count_due_reminders(&mut conn, from, to).await?
+            },
         });
     }
     PurgeRun::fail_abandoned(&mut conn, Utc::now() - ChronoDuration::hours(1)).await?;
-    let mut counts = PurgeCounts::default();
+    let mut counts = PurgeCounts {
+        reminders: remind(state, cutoff).await?,
+        ..PurgeCounts::default()
+    };
     loop {
         let n = User::delete_stale_unverified_batch(&mut conn, cutoff, batch).await? as i64;
         counts.users += n;
@@ -180,4 +197,54 @@ pub async fn purge(state: &WorkerState, dry_run: bool) -> anyhow::Result<PurgeCo
     )
     .await?;
     Ok(counts)
+}
+
+/// Accounts due a reminder: unverified, created in `[cutoff, cutoff + lead)`,
+/// so purged by a run within the next `PURGE_REMINDER_LEAD`. Accounts
+/// already past the cutoff are left out: this run deletes them (a reminder
+/// could not arrive in time). With more time, this would hold back the
+/// purge of an account until a day after its reminder, for a schedule
+/// that missed every tick of a whole lead time.
+fn reminder_window(
+    state: &WorkerState,
+    cutoff: DateTime<Utc>,
+) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let lead = ChronoDuration::from_std(state.config.purge_reminder_lead)?;
+    Ok((cutoff, cutoff + lead))
+}
+
+/// Queue the purge reminders that are due. Each batch marks its accounts
+/// (`reminded_at`, conditional) and writes their outbox rows in one
+/// transaction: an account is reminded exactly once, however many workers
+/// or runs get here, and a crash loses no reminder. Returns how many were
+/// queued.
+pub async fn remind(state: &WorkerState, cutoff: DateTime<Utc>) -> anyhow::Result<i64> {
+    let (from, to) = reminder_window(state, cutoff)?;
+    let batch = state.config.purge_batch_size;
+    let mut conn = state.db.get().await?;
+    let mut total = 0;
+    loop {
+        let entries = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let ids = User::mark_reminded_batch(conn, from, to, batch).await?;
+                let mut entries = Vec::with_capacity(ids.len());
+                for id in ids {
+                    entries.push(jobs::enqueue(conn, &SendPurgeReminder::new(id)).await?);
+                }
+                Ok(entries)
+            })
+            .await?;
+        let n = entries.len() as i64;
+        total += n;
+        for entry in &entries {
+            // A failed push only delays the email: the relay sweeps it.
+            if state.queues.dispatch(entry).await.is_ok() {
+                OutboxEntry::mark_enqueued(&mut conn, entry.id).await?;
+            }
+        }
+        if n < batch {
+            break;
+        }
+    }
+    Ok(total)
 }

@@ -29,12 +29,12 @@ pub enum Outcome {
 }
 
 /// A uniform 6-digit code (20 bits of entropy, as ASVS 6.5.x asks).
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
 }
 
 /// A 256-bit URL-safe link token.
-fn new_link_token() -> String {
+pub(crate) fn new_link_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     hex::encode(bytes)
 }

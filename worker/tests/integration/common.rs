@@ -30,6 +30,8 @@ impl Ctx {
             ("smtp-url", &smtp),
             ("public-url", "https://app.example.com"),
             ("jwt-secret", E2E_SECRET),
+            // The fixture secret is published (deploy/known-secrets.txt).
+            ("dev-allow-known-secrets", "true"),
         ];
         let args =
             gatehouse_testkit::isolated_args("gatehouse-worker", &db, &namespace, &defaults, extra);

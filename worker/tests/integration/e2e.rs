@@ -112,6 +112,70 @@ async fn signup_email_verify_login_through_the_binaries() {
     );
 }
 
+/// Issue 13: signup → forgot → email → reset → login with the new password.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_1_signup_forgot_email_reset_login_through_the_binaries() {
+    let ctx = Ctx::new().await;
+    let (mut api, base) = crate::common::spawn_api(&ctx, &gatehouse_testkit::redis_url()).await;
+    let mut worker = Proc::spawn("gatehouse-worker", &ctx.worker_env(&[]));
+    let client = reqwest::Client::new();
+    let email = "forgetful@example.com";
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/signup"),
+        json!({"email": email, "password": "the first passphrase"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    // The signup's verification email first, then the reset email.
+    ctx.mail.wait_for(email, 1, Duration::from_secs(20)).await;
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/password/forgot"),
+        json!({"email": email}),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let mails = ctx.mail.wait_for(email, 2, Duration::from_secs(20)).await;
+    let mail = mails
+        .iter()
+        .find(|m| m.data.contains("/reset-password?token="))
+        .expect("the reset email");
+    let token = mail.link_token().unwrap();
+    assert!(mail.data.contains(&format!(
+        "https://app.example.com/reset-password?token={token}"
+    )));
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/password/reset"),
+        json!({"token": token, "new_password": "the second passphrase"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // The reset proved the inbox: login works without the verification step.
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/login"),
+        json!({"email": email, "password": "the second passphrase"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = post_json(
+        &client,
+        &format!("{base}/auth/login"),
+        json!({"email": email, "password": "the first passphrase"}),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    // And the "password changed" notice arrives.
+    let mails = ctx.mail.wait_for(email, 3, Duration::from_secs(20)).await;
+    assert!(mails.iter().any(|m| m.data.contains("was just changed")));
+    api.signal("TERM");
+    worker.signal("TERM");
+    assert!(api.wait().await.success());
+    assert!(worker.wait().await.success());
+}
+
 async fn post_json(client: &reqwest::Client, url: &str, body: Value) -> reqwest::Response {
     client.post(url).json(&body).send().await.unwrap()
 }

@@ -250,7 +250,13 @@ async fn item_22_emails_lost_with_a_redis_restart_arrive_within_seconds() {
             "gatehouse-worker",
             &ctx.db,
             &ctx.namespace,
-            &[("jwt-secret", crate::common::E2E_SECRET)],
+            &[
+                ("jwt-secret", crate::common::E2E_SECRET),
+                // A published fixture secret; this state only pushes jobs.
+                ("dev-allow-known-secrets", "true"),
+                // Only its queues are used: it sends nothing.
+                ("mail-transport", "log"),
+            ],
             &[("redis-url", url.as_str())],
         );
         let config =

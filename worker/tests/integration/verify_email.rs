@@ -26,6 +26,10 @@ async fn sends_one_email_whose_code_and_link_match_the_stored_hashes() {
     assert!(mail.data.contains("multipart/alternative"), "text + HTML");
     assert!(mail.data.contains("text/html") && mail.data.contains("text/plain"));
     assert!(mail.data.contains("Hello,"));
+    assert!(
+        !mail.data.contains("Test"),
+        "no user-supplied names (first_name) in emails"
+    );
     let code = mail.code().unwrap();
     let token = mail.link_token().unwrap();
     assert!(
