@@ -246,6 +246,7 @@ fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Re
         (status = 200, description = "Tokens. `Cache-Control: no-store`.", body = TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`.", body = OAuthError),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a control character in a form field (refused in every text input).", body = Problem, content_type = "application/problem+json"),
         RateLimited,
         Overloaded,
     )
