@@ -180,16 +180,7 @@ impl OutboxEntry {
                 .skip_locked()
                 .load(conn)
                 .await?;
-            let ids: Vec<Uuid> = due.iter().map(|e| e.id).collect();
-            if !ids.is_empty() {
-                diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
-                    .set((
-                        outbox::enqueued_at.eq(Some(Utc::now())),
-                        outbox::attempts.eq(outbox::attempts + 1),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
+            stamp_relayed(conn, &due).await?;
             Ok(due)
         })
         .await
@@ -230,16 +221,7 @@ impl OutboxEntry {
                 .skip_locked()
                 .load(conn)
                 .await?;
-            let ids: Vec<Uuid> = due.iter().map(|e| e.id).collect();
-            if !ids.is_empty() {
-                diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
-                    .set((
-                        outbox::enqueued_at.eq(Some(Utc::now())),
-                        outbox::attempts.eq(outbox::attempts + 1),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
+            stamp_relayed(conn, &due).await?;
             Ok(due)
         })
         .await
@@ -279,4 +261,20 @@ impl OutboxEntry {
             .execute(conn)
             .await
     }
+}
+
+/// Stamp entries a relay just claimed: `enqueued_at` now (the next sweep
+/// waits again) and one more attempt. In the claiming transaction.
+async fn stamp_relayed(conn: &mut AsyncPgConnection, claimed: &[OutboxEntry]) -> QueryResult<()> {
+    let ids: Vec<Uuid> = claimed.iter().map(|e| e.id).collect();
+    if !ids.is_empty() {
+        diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+            .set((
+                outbox::enqueued_at.eq(Some(Utc::now())),
+                outbox::attempts.eq(outbox::attempts + 1),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
