@@ -447,7 +447,9 @@ mod tests {
                 "unit-test-secret-0123456789-0123456789",
             ];
             argv.extend_from_slice(args);
-            Cli::try_parse_from(argv).unwrap().config
+            Cli::try_parse_from(argv)
+                .expect("the test's arguments are valid")
+                .config
         };
         let addr = |a: &str| parse(&["--api-addr", a]).public_url();
         assert_eq!(addr("0.0.0.0:8000"), "http://localhost:8000");

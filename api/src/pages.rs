@@ -426,7 +426,7 @@ mod tests {
             EMAIL_REVERT.invalid(),
         ];
         for page in pages {
-            let html = page.render().unwrap();
+            let html = page.render().expect("every page renders");
             assert!(html.starts_with("<!doctype html>"), "{html}");
             assert!(html.contains(STYLESHEET_PATH), "{html}");
             assert!(!html.contains("t<\""), "the token is escaped: {html}");
@@ -443,7 +443,7 @@ mod tests {
                 Some("This password is too common.".into()),
             )
             .render()
-            .unwrap();
+            .expect("the password page renders");
         assert!(
             html.contains(r#"<label for="password">New password</label>"#),
             "{html}"
@@ -458,7 +458,7 @@ mod tests {
         let empty = RESET_PASSWORD
             .password_form(Some("tok".into()))
             .render()
-            .unwrap();
+            .expect("the password page renders");
         assert!(!empty.contains("password-error\""), "{empty}");
         assert_eq!(
             RESET_PASSWORD.password_form(None).status,
